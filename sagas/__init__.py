@@ -1,0 +1,1 @@
+"""The sagas app: definitions, the engine, the API and the dashboard."""

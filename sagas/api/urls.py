@@ -1,0 +1,15 @@
+"""URLs of the REST API under /api/."""
+
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter(trailing_slash=True)
+router.register("definitions", views.DefinitionViewSet, basename="definition")
+router.register("sagas", views.SagaViewSet, basename="saga")
+router.register("alerts", views.AlertViewSet, basename="alert")
+router.register("audit", views.AuditViewSet, basename="audit")
+router.register("demo/effects", views.EffectViewSet, basename="effect")
+
+urlpatterns = [path("", include(router.urls))]

@@ -31,6 +31,8 @@ class Definition(models.Model):
     on_failure = models.CharField(max_length=20, choices=_choices(machine.OnFailure),
                                   default=machine.OnFailure.COMPENSATE)
     description = models.TextField(blank=True)
+    # Choreography: how long a flow may wait for its next event before a WARNING is raised.
+    deadline_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -53,6 +55,11 @@ class DefinitionStep(models.Model):
     backoff_seconds = models.FloatField(default=0.5)
     timeout_seconds = models.FloatField(default=30)
     compensate_on_failure = models.BooleanField(default=False)
+    # Choreography: the event this step reacts to, what it publishes, and what undoes it.
+    on = models.CharField(max_length=100, blank=True)
+    emits = models.CharField(max_length=100, blank=True)
+    emits_on_failure = models.CharField(max_length=100, blank=True)
+    compensate_on = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ("definition", "index")
@@ -116,6 +123,11 @@ class SagaStep(models.Model):
     backoff_seconds = models.FloatField(default=0.5)
     timeout_seconds = models.FloatField(default=30)
     compensate_on_failure = models.BooleanField(default=False)
+    # Choreography: the event this step reacts to, what it publishes, and what undoes it.
+    on = models.CharField(max_length=100, blank=True)
+    emits = models.CharField(max_length=100, blank=True)
+    emits_on_failure = models.CharField(max_length=100, blank=True)
+    compensate_on = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=20, choices=_choices(machine.StepStatus), default=machine.StepStatus.PENDING)
     resolved_kind = models.CharField(max_length=20, choices=_choices(machine.Kind), blank=True)
     # Attempts made so far: a claim for attempt n checks that n - 1 were made, so a duplicate
@@ -158,6 +170,9 @@ class StepAttempt(models.Model):
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     output = models.JSONField(null=True, blank=True)
+    # HTTP handlers: the status code answered and a bounded excerpt of the body.
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
 
     class Meta:
         ordering = ("step", "started_at", "number")

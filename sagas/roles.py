@@ -17,3 +17,10 @@ ROLE_PERMISSIONS = {
                                "add_definitionstep", "change_definitionstep", "delete_definitionstep"],
 }
 ROLES = tuple(ROLE_PERMISSIONS)
+
+
+def ensure_groups(Group, Permission) -> None:  # noqa: N803 (model classes, also historical ones)
+    """Create the role groups with their permissions (idempotent)."""
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set(Permission.objects.filter(content_type__app_label="sagas", codename__in=codenames))

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from . import alerts, events, machine
@@ -320,7 +319,7 @@ def _write(loaded: _Loaded, transition: machine.Transition, now: datetime, *,
     """Write a transition: the saga (conditionally on its version), changed steps, events, alerts."""
     saga, new = loaded.saga, transition.state
     step_fields = dict(step_fields or {})
-    for index, (old_step, new_step) in enumerate(zip(loaded.state.steps, new.steps)):
+    for index, (old_step, new_step) in enumerate(zip(loaded.state.steps, new.steps, strict=True)):
         if old_step != new_step:
             step_fields.setdefault(index, {}).update(
                 status=new_step.status.value, resolved_kind=new_step.resolved_kind.value if new_step.resolved_kind else "")

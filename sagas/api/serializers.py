@@ -79,8 +79,9 @@ class StartSagaSerializer(serializers.Serializer):
     correlation_id = serializers.CharField(max_length=200, required=False, allow_blank=False)
 
     def validate_context(self, value):
-        from django.conf import settings
         import json
+
+        from django.conf import settings
 
         if not isinstance(value, dict):
             raise serializers.ValidationError("context must be a JSON object")

@@ -3,10 +3,10 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import definitions, views
 
 router = DefaultRouter(trailing_slash=True)
-router.register("definitions", views.DefinitionViewSet, basename="definition")
+router.register("definitions", definitions.DefinitionViewSet, basename="definition")
 router.register("sagas", views.SagaViewSet, basename="saga")
 router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("audit", views.AuditViewSet, basename="audit")

@@ -41,7 +41,7 @@ def _critical(rng: random.Random) -> dict:
 
 
 def demo_context(rng: random.Random, mix: str = "default") -> dict:
-    weights, makers = zip(*MIXES[mix])
+    weights, makers = zip(*MIXES[mix], strict=True)
     maker = rng.choices(makers, weights=weights)[0]
     return {"order_id": f"o-{uuid.uuid4().hex[:10]}", "amount": round(rng.uniform(5, 500), 2), **maker(rng)}
 

@@ -3,7 +3,7 @@
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from sagas.roles import ROLE_PERMISSIONS
+from sagas.roles import ensure_groups
 
 
 def create_roles(apps, schema_editor):
@@ -12,11 +12,7 @@ def create_roles(apps, schema_editor):
         config = apps.get_app_config(label)
         config.models_module = True
         create_permissions(config, verbosity=0, apps=apps)
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, codenames in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.get_or_create(name=role)
-        group.permissions.set(Permission.objects.filter(content_type__app_label="sagas", codename__in=codenames))
+    ensure_groups(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 class Migration(migrations.Migration):

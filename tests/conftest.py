@@ -98,20 +98,24 @@ def worker_env() -> dict:
             "SAGABOARD_LEASE_GRACE_SECONDS": "2", "SAGABOARD_STALL_SECONDS": "3"}
 
 
-class WorkerProcess:
-    """`celery -A sagaboard worker` in a process group of its own (so kill -9 takes its children)."""
+class CeleryProcess:
+    """A `celery -A sagaboard ...` process in a group of its own (so kill -9 takes its children)."""
 
-    def __init__(self, log_path: Path, concurrency: int = 2):
+    def __init__(self, log_path: Path, *arguments: str):
         self.log_path = log_path
-        self.log = open(log_path, "ab")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "sagaboard", "worker", "-c", str(concurrency), "-P", "prefork",
-             "--loglevel=warning", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
-            cwd=ROOT, env=worker_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.arguments = arguments
+        self.start()
+
+    def start(self) -> None:
+        self.log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen([sys.executable, "-m", "celery", "-A", "sagaboard", *self.arguments],
+                                      cwd=ROOT, env=worker_env(), stdout=self.log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
 
     def kill9(self) -> None:
         os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(timeout=30)
+        self.log.close()
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -121,7 +125,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=10)
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
 
     def tail(self) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-40:])
@@ -140,9 +145,18 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     if settings.EMBEDDED:
         pytest.fail("the worker tests need REDIS_URL (make test sets it)")
     purge_queue()
-    worker = WorkerProcess(tmp_path_factory.mktemp("worker") / "worker.log")
+    worker = worker_process(tmp_path_factory.mktemp("worker") / "worker.log")
     yield worker
     worker.stop()
+
+
+def worker_process(log_path: Path, concurrency: int = 2) -> CeleryProcess:
+    return CeleryProcess(log_path, "worker", "-c", str(concurrency), "-P", "prefork", "--loglevel=warning",
+                         "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h")
+
+
+def beat_process(log_path: Path) -> CeleryProcess:
+    return CeleryProcess(log_path, "beat", "--loglevel=warning", "-s", str(log_path.with_suffix(".schedule")))
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.1, what: str = "condition"):

@@ -175,7 +175,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 WHITENOISE_USE_FINDERS = True
 
-EMAIL_BACKEND = env.text("DJANGO_EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+MAILERS = {"default": {"BACKEND": env.text("DJANGO_EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = env.text("DJANGO_DEFAULT_FROM_EMAIL") or "sagaboard@localhost"
 
 LOGGING = {

@@ -59,6 +59,9 @@ class Outcome:
     error: str = ""
     traceback: str = ""
     permanent: bool = False
+    # HTTP handlers: the status code answered and a bounded excerpt of the body.
+    http_status: int | None = None
+    response_excerpt: str = ""
 
 
 @dataclass
@@ -170,12 +173,14 @@ def claim(saga_id: str, kind: Kind, index: int, number: int, worker: str = "") -
     raise Conflict(f"saga {saga_id}: could not claim {work} after {CONFLICT_RETRIES} tries")
 
 
-def record_outcome(attempt_id: int, outcome: Outcome) -> bool:
+def record_outcome(attempt: StepAttempt | Call, outcome: Outcome) -> bool:
     """Write an attempt's outcome and move the saga on; False if the attempt was already settled.
 
-    The attempt row is settled with a conditional update first, so a late report from a worker
-    that recovery has given up on changes nothing.
+    `attempt` is the claimed `Call` (from a worker) or the attempt row (from recovery). The row is
+    settled with a conditional update first, so a late report from a worker that recovery has
+    given up on changes nothing.
     """
+    attempt_id = attempt.attempt_id if isinstance(attempt, Call) else attempt.pk
     for _ in range(CONFLICT_RETRIES):
         try:
             with transaction.atomic():
@@ -183,11 +188,11 @@ def record_outcome(attempt_id: int, outcome: Outcome) -> bool:
                 settled = StepAttempt.objects.filter(pk=attempt_id, status=StepAttempt.Status.RUNNING).update(
                     status=StepAttempt.Status.SUCCEEDED if outcome.succeeded else StepAttempt.Status.FAILED,
                     finished_at=now, error=outcome.error[:10_000], traceback=outcome.traceback[:50_000],
-                    output=outcome.output,
+                    output=outcome.output, http_status=outcome.http_status,
+                    response_excerpt=outcome.response_excerpt[:10_000],
                 )
                 if not settled:
                     return False
-                attempt = StepAttempt.objects.get(pk=attempt_id)
                 _settle(attempt, outcome, now)
         except Conflict:
             continue
@@ -195,25 +200,28 @@ def record_outcome(attempt_id: int, outcome: Outcome) -> bool:
     raise Conflict(f"attempt {attempt_id}: could not record its outcome after {CONFLICT_RETRIES} tries")
 
 
-def _settle(attempt: StepAttempt, outcome: Outcome, now: datetime) -> None:
+def _settle(attempt: StepAttempt | Call, outcome: Outcome, now: datetime) -> None:
     loaded = _load(attempt.saga_id)
-    step = loaded.steps[attempt.step.index]
+    if isinstance(attempt, Call):
+        step, number = loaded.steps[attempt.index], attempt.number
+    else:
+        step, number = next(s for s in loaded.steps if s.pk == attempt.step_id), attempt.number
     work = machine.Work(Kind(attempt.kind), step.index)
     saga_fields: dict[str, Any] = {}
     if outcome.succeeded:
         transition = machine.succeeded(loaded.state, work)
         if outcome.output and work.kind == Kind.ACTION:
             saga_fields["context"] = {**loaded.saga.context, **outcome.output}
-        event_data = {"attempt": attempt.number}
+        event_data = {"attempt": number}
     else:
-        in_round = attempt.number - step.round_start + 1
+        in_round = number - step.round_start + 1
         retryable = not outcome.permanent and in_round < step.max_attempts
         transition = machine.failed(loaded.state, work, retryable)
-        saga_fields["error"] = f"{step.name} {work.kind} attempt {attempt.number}: {outcome.error}"[:10_000]
-        event_data = {"attempt": attempt.number, "error": outcome.error[:2000]}
+        saga_fields["error"] = f"{step.name} {work.kind} attempt {number}: {outcome.error}"[:10_000]
+        event_data = {"attempt": number, "error": outcome.error[:2000]}
     delay = 0.0
     if transition.is_retry:
-        delay = step.backoff_seconds * (2 ** max(0, attempt.number - step.round_start))
+        delay = step.backoff_seconds * (2 ** max(0, number - step.round_start))
         saga_fields["wake_at"] = now + timedelta(seconds=delay)
         event_data["retry_in_seconds"] = delay
     _write(loaded, transition, now, step_fields={step.index: {}}, saga_fields=saga_fields, event_data=event_data)
@@ -270,11 +278,10 @@ def recover(now: datetime | None = None) -> dict[str, int]:
     """
     now = now or timezone.now()
     lost = 0
-    for attempt_id in StepAttempt.objects.filter(status=StepAttempt.Status.RUNNING, lease_expires_at__lt=now) \
-            .values_list("pk", flat=True)[:500]:
-        outcome = Outcome(succeeded=False, error="no report from the worker before its lease expired "
-                                                 "(worker lost or call timed out); retried per policy")
-        lost += record_outcome(attempt_id, outcome)
+    outcome = Outcome(succeeded=False, error="no report from the worker before its lease expired "
+                                             "(worker lost or call timed out); retried per policy")
+    for attempt in StepAttempt.objects.filter(status=StepAttempt.Status.RUNNING, lease_expires_at__lt=now)[:500]:
+        lost += record_outcome(attempt, outcome)
     stalled = 0
     quiet_since = now - timedelta(seconds=settings.SAGABOARD_STALL_SECONDS)
     candidates = Saga.objects.filter(status__in=[s.value for s in machine.ACTIVE], updated_at__lt=quiet_since) \

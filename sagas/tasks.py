@@ -18,7 +18,7 @@ def run_step(saga_id: str, kind: str, index: int, number: int) -> None:
     call = services.claim(saga_id, Kind(kind), index, number, worker=run_step.request.hostname or "")
     if call is None:
         return  # not due anymore: a duplicate delivery, or an operator moved the saga on
-    services.record_outcome(call.attempt_id, execution.make_call(call))
+    services.record_outcome(call, execution.make_call(call))
 
 
 @shared_task(ignore_result=True)

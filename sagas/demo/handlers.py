@@ -43,8 +43,9 @@ def perform(step: StepCall, service: str, operation: str, result: dict | None = 
     rule = _faults(step, "fail" if step.kind == "action" else "fail_compensation").get(step.step_name)
     if _should_fail(rule, step.attempt):
         raise InjectedFailure(f"{service}.{operation} failed on purpose (attempt {step.attempt}, rule {rule!r})")
-    Effect.objects.get_or_create(idempotency_key=step.idempotency_key, defaults={
-        "service": service, "operation": operation, "correlation_id": step.correlation_id})
+    # One row per idempotency key: a repeated call finds the key taken and records nothing.
+    Effect.objects.bulk_create([Effect(idempotency_key=step.idempotency_key, service=service, operation=operation,
+                                       correlation_id=step.correlation_id)], ignore_conflicts=True)
     return result
 
 

@@ -1,13 +1,29 @@
 """The only code that publishes to the channel layer: typed messages, sent after commit.
 
-Groups: `sagas` (every saga change, for the overview and list pages) and `saga-<id>` (one saga's
-changes, its steps and its events). The database is the source of truth; these messages only
-tell browsers what to fetch or recolour, and carry the saga `version` so a client that sees a
-gap refetches over REST.
+Groups and what they carry (CONTRACT.md section 5):
+
+- `saga-<id>`: one saga's changes, in order, every one of them: `{"type": "saga", "saga": {...}}`,
+  then `{"type": "step", "saga_id", "version", "step": {...}}` for each step the change touched (the
+  step JSON of the API, with its attempts), then `{"type": "event", "saga_id", "version", "event":
+  {seq, type, step, at, data}}` for each event it appended.
+- `sagas`: every saga's summary, for the overview and list pages. Under bursts these are
+  coalesced per process: the first change after a quiet spell goes out at once as the contract's
+  `{"type": "saga", "saga": {...}}`; changes within the next `OVERVIEW_WINDOW` seconds are kept
+  (the latest summary per saga id) and go out together when the window ends, as
+  `{"type": "sagas", "sagas": [{...}, ...]}` (an extension: each item has the shape of the
+  `saga` message's `saga`), or as a plain `saga` message when only one saga changed. So each
+  publishing process sends at most one overview message per window, however many sagas change.
+- `alerts`: `{"type": "alert", "alert": {...}}` when an alert opens or closes.
+
+The database is the source of truth; these messages only tell browsers what changed, and carry
+the saga `version` so that a client that sees a gap refetches over REST.
 
 Sync code (workers, views) never waits for Redis: messages are handed to one event loop per
-process running in a background thread. With the in-memory layer (embedded mode) the loop must
-be the web server's own, which the first websocket consumer registers with `bind_loop`.
+process, running in a background thread, where a single sender task sends them one after the
+other (so one process's messages keep their order). A forked worker child gets a loop of its
+own. A full queue or a failing layer loses notifications, never engine work. With the in-memory
+layer (embedded mode) the loop must be the web server's own, which the first websocket consumer
+registers with `bind_loop`; before that nobody is listening and nothing is sent.
 """
 
 from __future__ import annotations
@@ -16,15 +32,22 @@ import asyncio
 import logging
 import os
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
+from rest_framework.fields import DateTimeField
 
 log = logging.getLogger(__name__)
 
 ALL_SAGAS = "sagas"
 ALERTS = "alerts"
+
+OVERVIEW_WINDOW = 0.15  # seconds: at most one overview message per process per window
+QUEUE_LIMIT = 20_000  # messages waiting to be sent; beyond that they are dropped (and counted)
+SEND_TIMEOUT = 5.0  # seconds for one group_send: a hung Redis must not stall every later message
 
 
 def saga_group(saga_id) -> str:
@@ -33,11 +56,14 @@ def saga_group(saga_id) -> str:
 
 # --- the messages -----------------------------------------------------------------------------
 
+_datetime = DateTimeField()  # the API's format, so that a summary reads like the REST JSON
+
+
 def saga_message(saga) -> dict:
     return {"type": "saga", "saga": {
         "id": str(saga.pk), "definition": saga.definition_name, "correlation_id": saga.correlation_id,
         "status": str(saga.status), "current_step": saga.current_step, "version": saga.version,
-        "updated_at": saga.updated_at.isoformat() if saga.updated_at else None,
+        "updated_at": _datetime.to_representation(saga.updated_at) if saga.updated_at else None,
     }}
 
 
@@ -69,42 +95,144 @@ def publish_after_commit(saga, steps: Iterable, events: Iterable) -> None:
     tail = [event_message(saga, event) for event in events]
 
     def publish() -> None:
-        from .models import SagaStep
+        from django.db.models import Prefetch
+
+        from .models import SagaStep, StepAttempt
 
         messages = [summary]
         if step_ids:
-            for step in SagaStep.objects.filter(pk__in=step_ids).prefetch_related("attempts"):
+            attempts = Prefetch("attempts", StepAttempt.objects.order_by("started_at", "id"))  # as the API has them
+            for step in SagaStep.objects.filter(pk__in=step_ids).order_by("index").prefetch_related(attempts):
                 messages.append(step_message(saga, step))
         send(saga_group(saga.pk), messages + tail)
-        send(ALL_SAGAS, [summary])
+        send_summary(summary)
 
-    transaction.on_commit(publish)
+    # robust: a failure to publish is logged and must not keep later callbacks (the next step's
+    # enqueue) from running.
+    transaction.on_commit(publish, robust=True)
 
 
 def alert_after_commit(alert) -> None:
-    transaction.on_commit(lambda: send(ALERTS, [alert_message(alert)]))
+    transaction.on_commit(lambda: send(ALERTS, [alert_message(alert)]), robust=True)
 
 
 def send(group: str, messages: list[dict]) -> None:
-    """Hand messages for `group` to the publishing loop; never blocks, never raises."""
-    if not messages:
-        return
+    """Hand messages for `group` to the publishing loop, to be sent in order; never blocks, never raises."""
+    if messages:
+        _submit(lambda publisher, layer: publisher.enqueue(layer, group, messages))
+
+
+def send_summary(summary: dict) -> None:
+    """Hand a `saga` summary message to the overview (`sagas` group), coalesced per process."""
+    _submit(lambda publisher, layer: publisher.coalesce(layer, summary["saga"]))
+
+
+def wait_until_sent(timeout: float = 5.0) -> bool:
+    """Block until this process's publisher has sent everything handed to it (for short-lived
+    processes such as commands and benchmarks); True if it did within `timeout`."""
     layer = get_channel_layer()
-    if layer is None:
-        return
-    loop = _loop_for(layer)
-    if loop is None:
-        return  # embedded mode before any browser connected: nobody to tell
-    payload = [{"type": "forward", "message": message} for message in messages]
-    asyncio.run_coroutine_threadsafe(_send_all(layer, group, payload), loop)
+    loop = None if layer is None else _loop_for(layer)
+    publisher = _publishers.get(loop) if loop is not None else None
+    if publisher is None:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if asyncio.run_coroutine_threadsafe(publisher.idle(), loop).result(timeout):
+            return True
+        time.sleep(0.01)
+    return False
 
 
-async def _send_all(layer, group: str, payload: list[dict]) -> None:
+def _submit(handoff) -> None:
     try:
-        for message in payload:
-            await layer.group_send(group, message)
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        loop = _loop_for(layer)
+        if loop is None or loop.is_closed():
+            return  # embedded mode before any browser connected: nobody to tell
+        publisher = _publisher_for(loop)
+        loop.call_soon_threadsafe(handoff, publisher, layer)
     except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
-        log.exception("publishing to %s failed", group)
+        log.exception("could not hand a live update to the publisher")
+
+
+class _Publisher:
+    """Lives on one event loop; every method but __init__ runs on that loop's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.queue: deque[tuple[object, str, dict]] = deque()
+        self.wakeup: asyncio.Event | None = None
+        self.sending = False
+        self.pending: dict[str, dict] = {}  # overview: the latest summary per saga id
+        self.overview_layer = None
+        self.window_open = False
+        self.dropped = 0
+        self.failed = 0
+        self.last_complaint = 0.0
+
+    # overview coalescing
+
+    def coalesce(self, layer, summary: dict) -> None:
+        self.overview_layer = layer
+        known = self.pending.get(summary["id"])
+        if known is None or known["version"] <= summary["version"]:
+            self.pending[summary["id"]] = summary
+        if not self.window_open:
+            self.flush_overview()  # the first change after a quiet spell goes out at once
+
+    def flush_overview(self) -> None:
+        if not self.pending:
+            self.window_open = False
+            return
+        batch = list(self.pending.values())
+        self.pending.clear()
+        message = {"type": "saga", "saga": batch[0]} if len(batch) == 1 else {"type": "sagas", "sagas": batch}
+        self.enqueue(self.overview_layer, ALL_SAGAS, [message])
+        self.window_open = True
+        self.loop.call_later(OVERVIEW_WINDOW, self.flush_overview)
+
+    # the ordered sender
+
+    def enqueue(self, layer, group: str, messages: list[dict]) -> None:
+        room = QUEUE_LIMIT - len(self.queue)
+        if room < len(messages):
+            self.dropped += len(messages)
+            self._complain("live-update queue full: %d messages dropped so far", self.dropped)
+            return
+        self.queue.extend((layer, group, message) for message in messages)
+        if self.wakeup is None:
+            self.wakeup = asyncio.Event()
+            self.loop.create_task(self._send_forever(), name="sagaboard-live-sender")
+        self.wakeup.set()
+
+    async def _send_forever(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.queue:
+                layer, group, message = self.queue.popleft()
+                self.sending = True
+                try:
+                    await asyncio.wait_for(layer.group_send(group, {"type": "forward", "message": message}),
+                                           SEND_TIMEOUT)
+                except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
+                    self.failed += 1
+                    self._complain("publishing a live update failed (%d so far)", self.failed, exc_info=True)
+                finally:
+                    self.sending = False
+
+    async def idle(self) -> bool:
+        if self.pending and self.window_open:
+            self.flush_overview()
+        return not (self.queue or self.sending or self.pending)
+
+    def _complain(self, message: str, count: int, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        if now - self.last_complaint > 30:  # once per 30 s, not once per message
+            self.last_complaint = now
+            log.warning(message, count, exc_info=exc_info)
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -112,6 +240,7 @@ async def _send_all(layer, group: str, payload: list[dict]) -> None:
 _bound_loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
 _own_pid = 0  # a forked worker child must not reuse its parent's loop: its thread did not survive
+_publishers: dict[asyncio.AbstractEventLoop, _Publisher] = {}
 _lock = threading.Lock()
 
 
@@ -121,17 +250,43 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     _bound_loop = loop
 
 
+def publishing_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop this process publishes on now (None: embedded mode with no websocket yet)."""
+    layer = get_channel_layer()
+    return None if layer is None else _loop_for(layer)
+
+
 def _loop_for(layer) -> asyncio.AbstractEventLoop | None:
     if isinstance(layer, InMemoryChannelLayer):
         return _bound_loop
     return _background_loop()
 
 
+def _publisher_for(loop: asyncio.AbstractEventLoop) -> _Publisher:
+    publisher = _publishers.get(loop)
+    if publisher is None:
+        with _lock:
+            publisher = _publishers.setdefault(loop, _Publisher(loop))
+    return publisher
+
+
 def _background_loop() -> asyncio.AbstractEventLoop:
     global _own_loop, _own_pid
+    if _own_loop is not None and _own_pid == os.getpid():
+        return _own_loop
     with _lock:
         if _own_loop is None or _own_pid != os.getpid():
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="sagaboard-publisher", daemon=True).start()
             _own_loop, _own_pid = loop, os.getpid()
         return _own_loop
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a Celery prefork worker) starts afresh: the parent's loop thread did not survive."""
+    global _own_loop, _own_pid, _lock
+    _own_loop, _own_pid, _lock = None, 0, threading.Lock()
+    _publishers.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -131,6 +131,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- the engine ------------------------------------------------------------------------------
 
 SAGABOARD_HTTP_ALLOWLIST = env.items("SAGABOARD_HTTP_ALLOWLIST")
+# Where this sagaboard is served; HTTP handlers may call its own demo services (/demo/services/) there.
+SAGABOARD_PUBLIC_URL = env.text("SAGABOARD_PUBLIC_URL") or "http://127.0.0.1:8000"
 SAGABOARD_ALERT_EMAILS = env.items("SAGABOARD_ALERT_EMAILS")
 SAGABOARD_ALERT_WEBHOOK = env.text("SAGABOARD_ALERT_WEBHOOK")
 # How long past its timeout an attempt's worker may stay silent before recovery takes it over.
@@ -138,6 +140,9 @@ SAGABOARD_LEASE_GRACE_SECONDS = env.number("SAGABOARD_LEASE_GRACE_SECONDS", 10)
 # How long an active saga may sit with nothing running before recovery enqueues its next call.
 SAGABOARD_STALL_SECONDS = env.number("SAGABOARD_STALL_SECONDS", 15)
 SAGABOARD_MAX_CONTEXT_BYTES = 256 * 1024
+# False holds every call in the database instead of sending it to the workers (tests that drive
+# sagas by hand use it; recovery sends what is due once it is True again).
+SAGABOARD_ENQUEUE = env.flag("SAGABOARD_ENQUEUE", True)
 SAGABOARD_HANDLER_MODULES = ["sagas.demo.handlers", *env.items("SAGABOARD_HANDLER_MODULES")]
 
 # --- web -------------------------------------------------------------------------------------
@@ -173,6 +178,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 
 MAILERS = {"default": {"BACKEND": env.text("DJANGO_EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"}}

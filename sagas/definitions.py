@@ -6,8 +6,7 @@ definition is judged the same way wherever it comes from.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
+import httpx
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
@@ -17,6 +16,8 @@ from .models import Definition, DefinitionStep
 
 STEP_FIELDS = ("name", "action", "compensation", "max_attempts", "backoff_seconds", "timeout_seconds",
                "compensate_on_failure")
+CHOREOGRAPHY_STEP_FIELDS = ("on", "emits", "emits_on_failure", "compensate_on")
+DEMO_SERVICES_PATH = "/demo/services/"
 LIMITS = {"max_attempts": (1, 100), "backoff_seconds": (0, 3600), "timeout_seconds": (0.1, 86400)}
 
 
@@ -25,23 +26,75 @@ def handler_problem(handler: str) -> str | None:
     if not handler:
         return "a handler is required"
     if handlers.is_http(handler):
-        host = urlsplit(handler).hostname
-        if not host:
-            return f"{handler!r} has no host"
-        if not http_host_allowed(handler):
-            allowed = ", ".join(settings.SAGABOARD_HTTP_ALLOWLIST) or "none"
-            return f"host {host!r} is not in SAGABOARD_HTTP_ALLOWLIST (allowed: {allowed})"
-        return None
+        return http_url_problem(handler)
     if not handlers.registered(handler):
         return f"no Python step handler is registered as {handler!r}"
     return None
 
 
-def http_host_allowed(url: str) -> bool:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    allowed = {entry.lower() for entry in settings.SAGABOARD_HTTP_ALLOWLIST}
-    return host in allowed or f"{host}:{parts.port}" in allowed
+def http_url_problem(url: str) -> str | None:
+    """Why the HTTP handler `url` may not be called, or None when it may.
+
+    The URL is parsed by httpx, the same parser that makes the call, so a URL cannot look like
+    an allowed host here and reach another one there (`http://evil\\@allowed/` and the like).
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        return f"{url!r} is not a valid URL: {exc}"
+    if parsed.scheme not in ("http", "https"):
+        return f"{url!r}: only http:// and https:// URLs can be called"
+    if parsed.userinfo:
+        return f"{url!r}: credentials in the URL are not allowed"
+    if not parsed.host:
+        return f"{url!r} has no host"
+    if not http_url_allowed(parsed):
+        allowed = ", ".join(settings.SAGABOARD_HTTP_ALLOWLIST) or "none"
+        return f"host {_host(parsed)!r} is not in SAGABOARD_HTTP_ALLOWLIST (allowed: {allowed})"
+    return None
+
+
+def http_url_allowed(url: str | httpx.URL) -> bool:
+    """Whether the allowlist lets a handler call `url`.
+
+    An allowlist entry is a host (any port) or host:port. Sagaboard's own demo services are allowed
+    too, and only them: a URL under `SAGABOARD_PUBLIC_URL` + /demo/services/.
+    """
+    parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    host, port = _host(parsed), _port(parsed)
+    for entry in settings.SAGABOARD_HTTP_ALLOWLIST:
+        allowed_host, allowed_port = _entry(entry)
+        if allowed_host == host and allowed_port in (None, port):
+            return True
+    return _is_own_demo_service(parsed)
+
+
+def _is_own_demo_service(parsed: httpx.URL) -> bool:
+    public = httpx.URL(public_url())
+    return (parsed.scheme == public.scheme and _host(parsed) == _host(public) and _port(parsed) == _port(public)
+            and parsed.path.startswith(DEMO_SERVICES_PATH))
+
+
+def public_url() -> str:
+    """Where this sagaboard is served (SAGABOARD_PUBLIC_URL), without a trailing slash."""
+    return getattr(settings, "SAGABOARD_PUBLIC_URL", "").rstrip("/") or "http://127.0.0.1:8000"
+
+
+def _host(parsed: httpx.URL) -> str:
+    return parsed.host.lower().rstrip(".")
+
+
+def _port(parsed: httpx.URL) -> int:
+    return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def _entry(entry: str) -> tuple[str, int | None]:
+    """An allowlist entry as (host, port or None for any port)."""
+    try:
+        parsed = httpx.URL(f"http://{entry.strip()}")
+    except httpx.InvalidURL:
+        return "", None
+    return _host(parsed), parsed.port
 
 
 def step_problems(steps: list[dict]) -> list[dict]:
@@ -73,7 +126,7 @@ def save_version(data: dict, user=None) -> tuple[Definition, bool]:
     """Save validated data as the next version of its name; returns (definition, created).
 
     Saving what the latest version already says creates nothing, so loading the same file twice
-    is idempotent.
+    is idempotent. Sagas keep the version they started on: they copied its steps.
     """
     name = data["name"]
     latest = Definition.objects.filter(name=name).order_by("-version").prefetch_related("steps").first()
@@ -83,6 +136,7 @@ def save_version(data: dict, user=None) -> tuple[Definition, bool]:
     definition = Definition.objects.create(
         name=name, version=number, mode=data.get("mode") or Definition.Mode.ORCHESTRATION,
         on_failure=data.get("on_failure") or "compensate", description=data.get("description") or "",
+        deadline_seconds=data.get("deadline_seconds"),
         created_by=user if getattr(user, "is_authenticated", False) else None,
     )
     DefinitionStep.objects.bulk_create(
@@ -93,33 +147,44 @@ def save_version(data: dict, user=None) -> tuple[Definition, bool]:
 
 
 def _step_fields(step: dict) -> dict:
-    fields = {key: step[key] for key in STEP_FIELDS if step.get(key) is not None}
+    fields = {key: step[key] for key in STEP_FIELDS + CHOREOGRAPHY_STEP_FIELDS if step.get(key) is not None}
     fields["compensation"] = fields.get("compensation") or ""
     return fields
+
+
+def _step_json(step: dict, mode: str) -> dict:
+    body = {key: step.get(key) for key in STEP_FIELDS}
+    body["compensation"] = step.get("compensation") or None
+    if mode == Definition.Mode.CHOREOGRAPHY:
+        body.update({key: step.get(key) or "" for key in CHOREOGRAPHY_STEP_FIELDS[:3]},
+                    compensate_on=list(step.get("compensate_on") or []))
+    return body
 
 
 def normalized(data: dict) -> dict:
     """The definition JSON of `data` with every default filled in, for comparison."""
     defaults = {f.name: f.default for f in DefinitionStep._meta.get_fields() if f.name in STEP_FIELDS}
-    return {
-        "name": data["name"], "mode": data.get("mode") or "orchestration",
+    mode = data.get("mode") or "orchestration"
+    body = {
+        "name": data["name"], "mode": mode,
         "description": data.get("description") or "", "on_failure": data.get("on_failure") or "compensate",
-        "steps": [{key: (_step_fields(step).get(key, defaults.get(key)) if key != "compensation"
-                         else step.get("compensation") or None) for key in STEP_FIELDS}
-                  for step in data["steps"]],
+        "steps": [_step_json({**defaults, **_step_fields(step)}, mode) for step in data["steps"]],
     }
+    if mode == Definition.Mode.CHOREOGRAPHY:
+        body["deadline_seconds"] = data.get("deadline_seconds")
+    return body
 
 
 def to_json(definition: Definition, with_version: bool = True) -> dict:
-    """The contract's definition JSON."""
+    """The contract's definition JSON (choreography definitions add their event fields)."""
     body = {
         "name": definition.name, "mode": definition.mode, "description": definition.description,
         "on_failure": definition.on_failure,
-        "steps": [{"name": s.name, "action": s.action, "compensation": s.compensation or None,
-                   "max_attempts": s.max_attempts, "backoff_seconds": s.backoff_seconds,
-                   "timeout_seconds": s.timeout_seconds, "compensate_on_failure": s.compensate_on_failure}
-                  for s in definition.steps.all()],
+        "steps": [_step_json({key: getattr(s, key) for key in STEP_FIELDS + CHOREOGRAPHY_STEP_FIELDS},
+                             definition.mode) for s in definition.steps.all()],
     }
+    if definition.mode == Definition.Mode.CHOREOGRAPHY:
+        body["deadline_seconds"] = definition.deadline_seconds
     if with_version:
         body = {"name": body.pop("name"), "version": definition.version, **body}
     return body
@@ -127,3 +192,110 @@ def to_json(definition: Definition, with_version: bool = True) -> dict:
 
 def latest(name: str) -> Definition | None:
     return Definition.objects.filter(name=name).order_by("-version").first()
+
+
+def version(name: str, number: int) -> Definition | None:
+    return Definition.objects.filter(name=name, version=number).prefetch_related("steps").first()
+
+
+# --- comparing versions ------------------------------------------------------------------------
+
+DEFINITION_FIELDS = ("mode", "description", "on_failure", "deadline_seconds")
+
+
+def diff(old: Definition, new: Definition) -> dict:
+    """What changed from `old` to `new`: definition fields, and steps added, removed, changed or moved.
+
+    Steps are matched by name, so a renamed step shows as one removed and one added.
+    """
+    before, after = to_json(old), to_json(new)
+    fields = {key: {"from": before.get(key), "to": after.get(key)}
+              for key in DEFINITION_FIELDS if before.get(key) != after.get(key)}
+    old_steps = {step["name"]: (index, step) for index, step in enumerate(before["steps"])}
+    new_steps = {step["name"]: (index, step) for index, step in enumerate(after["steps"])}
+    added = [{"name": name, "index": index, "step": step} for name, (index, step) in new_steps.items()
+             if name not in old_steps]
+    removed = [{"name": name, "index": index, "step": step} for name, (index, step) in old_steps.items()
+               if name not in new_steps]
+    changed = []
+    for name, (_, step) in new_steps.items():
+        if name in old_steps:
+            was = old_steps[name][1]
+            changes = {key: {"from": was.get(key), "to": step.get(key)} for key in step if was.get(key) != step.get(key)}
+            if changes:
+                changed.append({"name": name, "fields": changes})
+    # A step moved when its place among the steps both versions share changed.
+    kept_before = [name for name in old_steps if name in new_steps]
+    kept_after = [name for name in new_steps if name in old_steps]
+    moved = [{"name": name, "from": old_steps[name][0], "to": new_steps[name][0]}
+             for position, name in enumerate(kept_after) if kept_before[position] != name]
+    steps = {"added": added, "removed": removed, "changed": changed, "moved": moved}
+    return {"name": new.name, "from_version": old.version, "to_version": new.version, "fields": fields,
+            "steps": steps, "identical": not fields and not any(steps.values())}
+
+
+# --- import and export -------------------------------------------------------------------------
+
+class InvalidImport(Exception):
+    """An import that failed validation; `errors` lists each definition's field errors, in order."""
+
+    def __init__(self, errors: list[dict], message: str):
+        super().__init__(message)
+        self.errors = errors
+
+
+def export(names: list[str] | None = None) -> list[dict]:
+    """The latest version of each definition (or of those named), as definition JSON, by name."""
+    newest: dict[str, Definition] = {}
+    found = Definition.objects.prefetch_related("steps").order_by("name", "-version")
+    if names:
+        found = found.filter(name__in=names)
+    for definition in found:
+        newest.setdefault(definition.name, definition)
+    return [to_json(definition) for definition in newest.values()]
+
+
+def parse_import(payload) -> list:
+    """The definitions in an import: a list of definition JSON, {"definitions": [...]}, or one definition."""
+    if isinstance(payload, dict) and isinstance(payload.get("definitions"), list):
+        return payload["definitions"]
+    if isinstance(payload, dict) and "steps" in payload:
+        return [payload]
+    if isinstance(payload, list):
+        return payload
+    raise InvalidImport([], "expected a list of definitions, {\"definitions\": [...]}, or one definition")
+
+
+def import_definitions(payload, user=None) -> list[tuple[Definition, bool]]:
+    """Validate every definition, then save them all in one transaction, or nothing at all.
+
+    Each definition becomes a new version of its name unless the latest version already says the
+    same (then nothing is written for it). The `version` in the file is not kept: version numbers
+    are this installation's history.
+    """
+    from .api.serializers import DefinitionSerializer
+
+    items = parse_import(payload)
+    if not items:
+        raise InvalidImport([], "there are no definitions to import")
+    errors: list[dict] = []
+    valid: list[dict] = []
+    seen: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            errors.append({"non_field_errors": ["a definition must be a JSON object"]})
+            continue
+        serializer = DefinitionSerializer(data=item)
+        if serializer.is_valid():
+            name = serializer.validated_data["name"]
+            errors.append({"name": [f"{name!r} appears twice in this import"]} if name in seen else {})
+            seen.add(name)
+            valid.append(serializer.validated_data)
+        else:
+            errors.append(serializer.errors)
+    if any(errors):
+        bad = [f"#{n} ({item.get('name', '?') if isinstance(item, dict) else '?'})"
+               for n, (item, error) in enumerate(zip(items, errors, strict=True), start=1) if error]
+        raise InvalidImport(errors, f"nothing was imported: invalid definition {', '.join(bad)}")
+    with transaction.atomic():
+        return [save_version(data, user) for data in valid]

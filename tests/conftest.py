@@ -87,6 +87,12 @@ def demo_definitions(db):
     return latest("order-fulfilment")
 
 
+@pytest.fixture
+def hold_calls(settings):
+    """Keep calls in the database: the test drives the saga itself (see tests/drive.py)."""
+    settings.SAGABOARD_ENQUEUE = False
+
+
 # --- a real Celery worker ----------------------------------------------------------------------
 
 def worker_env() -> dict:
@@ -95,7 +101,9 @@ def worker_env() -> dict:
     url = f"postgres://{database['USER'] or 'root'}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/" \
           f"{database['NAME']}"
     return {**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL, "PYTHONUNBUFFERED": "1",
-            "SAGABOARD_LEASE_GRACE_SECONDS": "2", "SAGABOARD_STALL_SECONDS": "3"}
+            "SAGABOARD_LEASE_GRACE_SECONDS": "2", "SAGABOARD_STALL_SECONDS": "3",
+            # HTTP handler tests serve on 127.0.0.1 (any port); other names stay refused.
+            "SAGABOARD_HTTP_ALLOWLIST": "127.0.0.1"}
 
 
 class CeleryProcess:

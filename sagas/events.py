@@ -16,12 +16,17 @@ Groups and what they carry (CONTRACT.md section 5):
 - `alerts`: `{"type": "alert", "alert": {...}}` when an alert opens or closes.
 
 The database is the source of truth; these messages only tell browsers what changed, and carry
-the saga `version` so that a client that sees a gap refetches over REST.
+the saga `version`. On a saga's own group the versions arrive in order, and a client that sees a
+gap refetches over REST. On the overview, coalescing skips versions by design, and each process
+coalesces on its own, so an older summary may arrive after a newer one: a client keeps, per
+saga, the summary with the highest version (each summary is whole; no refetch needed).
 
 Sync code (workers, views) never waits for Redis: messages are handed to one event loop per
 process, running in a background thread, where a single sender task sends them one after the
 other (so one process's messages keep their order). A forked worker child gets a loop of its
-own. A full queue or a failing layer loses notifications, never engine work. With the in-memory
+own. A full queue or a failing layer loses notifications, never engine work: each send has a
+timeout, and after a failure messages are dropped for a moment instead of each waiting its turn
+to fail (clients that see the gap in `version` refetch over REST). With the in-memory
 layer (embedded mode) the loop must be the web server's own, which the first websocket consumer
 registers with `bind_loop`; before that nobody is listening and nothing is sent.
 """
@@ -48,6 +53,7 @@ ALERTS = "alerts"
 OVERVIEW_WINDOW = 0.15  # seconds: at most one overview message per process per window
 QUEUE_LIMIT = 20_000  # messages waiting to be sent; beyond that they are dropped (and counted)
 SEND_TIMEOUT = 5.0  # seconds for one group_send: a hung Redis must not stall every later message
+PAUSE_AFTER_FAILURE = 1.0  # seconds: after a failed send, drop messages instead of trying each in turn
 
 
 def saga_group(saga_id) -> str:
@@ -170,6 +176,7 @@ class _Publisher:
         self.window_open = False
         self.dropped = 0
         self.failed = 0
+        self.paused_until = 0.0
         self.last_complaint = 0.0
 
     # overview coalescing
@@ -213,12 +220,16 @@ class _Publisher:
             self.wakeup.clear()
             while self.queue:
                 layer, group, message = self.queue.popleft()
+                if time.monotonic() < self.paused_until:
+                    self.dropped += 1  # the layer just failed: browsers will refetch when it is back
+                    continue
                 self.sending = True
                 try:
                     await asyncio.wait_for(layer.group_send(group, {"type": "forward", "message": message}),
                                            SEND_TIMEOUT)
                 except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
                     self.failed += 1
+                    self.paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
                     self._complain("publishing a live update failed (%d so far)", self.failed, exc_info=True)
                 finally:
                     self.sending = False

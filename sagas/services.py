@@ -287,20 +287,29 @@ def recover(now: datetime | None = None) -> dict[str, int]:
     candidates = Saga.objects.filter(status__in=[s.value for s in machine.ACTIVE], updated_at__lt=quiet_since) \
         .exclude(wake_at__gt=now).exclude(attempts__status=StepAttempt.Status.RUNNING).values_list("pk", flat=True)
     for saga_id in candidates[:500]:
-        loaded = _load(saga_id)
-        if loaded is None:
-            continue
-        state = loaded.state
-        if state.status == SagaStatus.PENDING:
-            state = machine.start(state).state
-        work = machine.expected_work(state)
-        if work is None:
-            continue
-        _enqueue(loaded.saga.pk, work, _attempts_made(loaded.steps[work.index], work.kind) + 1, 0)
-        stalled += 1
+        due = next_work(saga_id)
+        if due is not None:
+            # Not again before another quiet spell, so a long queue does not fill up with copies.
+            Saga.objects.filter(pk=saga_id).update(wake_at=now + timedelta(seconds=settings.SAGABOARD_STALL_SECONDS))
+            _enqueue(saga_id, *due, 0)
+            stalled += 1
     if lost or stalled:
         log.warning("recovery: %d lost attempts settled, %d stalled sagas woken", lost, stalled)
     return {"lost_attempts": lost, "stalled_sagas": stalled}
+
+
+def next_work(saga_id) -> tuple[machine.Work, int] | None:
+    """The call an active saga waits for and the number its next attempt takes, or None."""
+    loaded = _load(saga_id)
+    if loaded is None:
+        return None
+    state = loaded.state
+    if state.status == SagaStatus.PENDING:
+        state = machine.start(state).state
+    work = machine.expected_work(state)
+    if work is None:
+        return None
+    return work, _attempts_made(loaded.steps[work.index], work.kind) + 1
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -377,5 +386,7 @@ def _after_commit(saga: Saga, work: machine.Work, number: int, delay: float) -> 
 def _enqueue(saga_id, work: machine.Work, number: int, delay: float) -> None:
     from .tasks import run_step
 
+    if not settings.SAGABOARD_ENQUEUE:
+        return
     options = {"countdown": delay} if delay > 0 else {}
     run_step.apply_async((str(saga_id), work.kind.value, work.index, number), **options)

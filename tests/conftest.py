@@ -158,6 +158,26 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     worker.stop()
 
 
+@pytest.fixture(autouse=True)
+def _worker_quiet_after_test(request):
+    """After a test that used the worker, wait until no saga is moving before the tables are flushed
+    (TRUNCATE under a worker's open transaction deadlocks)."""
+    yield
+    if "celery_worker_process" not in request.fixturenames:
+        return
+    from sagas.machine import ACTIVE
+    from sagas.models import Saga, StepAttempt
+
+    def quiet() -> bool:
+        return not Saga.objects.filter(status__in=list(ACTIVE)).exists() and \
+            not StepAttempt.objects.filter(status="running").exists()
+
+    try:
+        wait_for(quiet, timeout=60, interval=0.2, what="no saga moving")
+    finally:
+        time.sleep(0.2)  # the worker's last commit hooks (publishing) run after its transaction
+
+
 def worker_process(log_path: Path, concurrency: int = 2) -> CeleryProcess:
     return CeleryProcess(log_path, "worker", "-c", str(concurrency), "-P", "prefork", "--loglevel=warning",
                          "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h")

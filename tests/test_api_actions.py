@@ -149,26 +149,32 @@ def test_a_viewer_cannot_act(viewer_api):
     assert saga.status == "failed"
 
 
+def race(user, saga: Saga, actions: tuple[str, str]) -> list[int]:
+    """Two operators send their actions at the same instant, each on a connection of its own."""
+    barrier = threading.Barrier(len(actions))
+    codes: list[int] = []
+
+    def go(action: str) -> None:
+        client = APIClient()
+        client.force_authenticate(user)
+        barrier.wait()
+        try:
+            codes.append(act(client, saga, action).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=go, args=(action,)) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return codes
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_operators_at_once_exactly_one_wins(operator_user):
     for round_number in range(5):
         saga = saga_in("failed", correlation_id=f"race-{round_number}")
-        barrier = threading.Barrier(2)
-        codes: list[int] = []
-
-        def go(action: str) -> None:
-            client = APIClient()
-            client.force_authenticate(operator_user)
-            barrier.wait()
-            try:
-                codes.append(act(client, saga, action).status_code)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=go, args=(a,)) for a in ("retry", "resolve")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        codes = race(operator_user, saga, ("retry", "resolve"))
         assert sorted(codes) == [200, 409], codes
         assert AuditEntry.objects.filter(saga=saga).count() == 1

@@ -1,56 +1,219 @@
-"""The dashboard pages: small functions that gather rows and render a template."""
+"""The dashboard pages: small functions that gather rows (a fixed number of queries) and render.
+
+Every page needs a login and the viewer role. A live region of a page is a partial template
+(`sagas/_*.html`); `?part=<region>` answers that partial alone, which the page's script fetches
+again when the websocket says something changed.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required, permission_required
-from django.db.models import Count
-from django.shortcuts import get_object_or_404, render
+import json
+from datetime import timedelta
 
-from . import roles
-from .models import Alert, Definition, Saga
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.db.models import Avg, Count, F, Prefetch, Q
+from django.db.models.functions import TruncMinute
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from . import graph, roles
+from .machine import VALID_ACTIONS, SagaStatus
+from .models import Alert, Definition, DefinitionStep, Saga, SagaEvent, SagaStep, StepAttempt
 
 viewer_required = permission_required(roles.VIEW, raise_exception=True)
+THROUGHPUT_MINUTES = 15
+FINAL = ("completed", "compensated", "failed")
+ACTION_HELP = {
+    "retry": "Run the stuck step again (the failed action or compensation) and carry on.",
+    "compensate": "Stop going forward and undo what succeeded, in reverse order.",
+    "resolve": "You did the stuck step by hand: mark it resolved and carry on in the same direction.",
+}
 
 
-@login_required
-@viewer_required
+def page(view):
+    return login_required(viewer_required(view))
+
+
+def render_page(request, template: str, context: dict, parts: dict[str, str] | None = None):
+    """The page, or with `?part=<name>` only that live region's partial template."""
+    part = request.GET.get("part")
+    if part:
+        if not parts or part not in parts:
+            raise Http404(f"no live region {part!r} on this page")
+        return render(request, parts[part], context)
+    return render(request, template, context)
+
+
+# --- overview ----------------------------------------------------------------------------------
+
+@page
 def overview(request):
-    counts = dict(Saga.objects.values_list("status").annotate(n=Count("pk")).order_by())
-    critical = Alert.objects.filter(open=True, severity=Alert.Severity.CRITICAL).select_related("saga")[:50]
-    return render(request, "sagas/overview.html", {"counts": counts, "critical": critical})
+    counts = dict(Saga.objects.order_by().values_list("status").annotate(n=Count("pk")))
+    context = {
+        "counts": [(status.value, counts.get(status.value, 0)) for status in SagaStatus],
+        "total": sum(counts.values()),
+        "throughput": throughput(timezone.now()),
+        "critical": Alert.objects.filter(open=True, severity=Alert.Severity.CRITICAL)
+                                 .select_related("saga").order_by("-created_at", "-id")[:50],
+    }
+    return render_page(request, "sagas/overview.html", context, {"live": "sagas/_overview_live.html"})
 
 
-@login_required
-@viewer_required
+def throughput(now) -> dict:
+    """Sagas finished per minute over the last minutes, by final status, in one query."""
+    first = (now - timedelta(minutes=THROUGHPUT_MINUTES - 1)).replace(second=0, microsecond=0)
+    rows = (Saga.objects.filter(finished_at__gte=first).order_by()
+            .annotate(minute=TruncMinute("finished_at")).values_list("minute", "status").annotate(n=Count("pk")))
+    per_minute: dict = {}
+    for minute, status, n in rows:
+        per_minute.setdefault(minute.replace(tzinfo=None), {})[status] = n
+    minutes = []
+    for i in range(THROUGHPUT_MINUTES):
+        minute = first + timedelta(minutes=i)
+        counts = per_minute.get(minute.replace(tzinfo=None), {})
+        minutes.append({"at": minute, "counts": [(s, counts.get(s, 0)) for s in FINAL],
+                        "total": sum(counts.values())})
+    top = max([m["total"] for m in minutes] + [1])
+    for m in minutes:
+        m["bars"] = [(s, n, round(100 * n / top)) for s, n in m["counts"] if n]
+    total = sum(m["total"] for m in minutes)
+    return {"minutes": minutes, "total": total, "per_minute": round(total / THROUGHPUT_MINUTES, 1), "top": top,
+            "span": THROUGHPUT_MINUTES}
+
+
+# --- sagas -------------------------------------------------------------------------------------
+
+@page
 def saga_list(request):
-    sagas = Saga.objects.order_by("-created_at")[:100]
-    return render(request, "sagas/saga_list.html", {"sagas": sagas})
+    params = request.GET
+    sagas = Saga.objects.all()
+    problems = []
+    statuses = [s for s in params.get("status", "").split(",") if s]
+    if unknown := set(statuses) - {s.value for s in SagaStatus}:
+        problems.append(f"unknown status {', '.join(sorted(unknown))}")
+    elif statuses:
+        sagas = sagas.filter(status__in=statuses)
+    if value := params.get("definition"):
+        sagas = sagas.filter(definition_name=value)
+    if value := params.get("correlation_id"):
+        sagas = sagas.filter(correlation_id=value)
+    if value := params.get("search", "").strip():
+        match = Q(correlation_id__icontains=value) | Q(id__startswith=value.lower())
+        sagas = sagas.filter(match)
+    pages = Paginator(sagas.order_by("-created_at", "-pk"), 50)
+    page_obj = pages.get_page(params.get("page"))
+    query = params.copy()
+    query.pop("page", None)
+    return render(request, "sagas/saga_list.html", {
+        "page": page_obj, "sagas": page_obj.object_list, "problems": problems, "filters": params,
+        "query": query.urlencode(), "statuses": [s.value for s in SagaStatus],
+        "definitions": Definition.objects.order_by("name").values_list("name", flat=True).distinct(),
+    })
 
 
-@login_required
-@viewer_required
+@page
 def saga_detail(request, saga_id):
-    saga = get_object_or_404(Saga.objects.prefetch_related("steps__attempts", "events"), pk=saga_id)
-    return render(request, "sagas/saga_detail.html", {"saga": saga})
+    attempts = Prefetch("attempts", StepAttempt.objects.order_by("started_at", "id"))
+    steps = Prefetch("steps", SagaStep.objects.order_by("index").prefetch_related(attempts))
+    events = Prefetch("events", SagaEvent.objects.order_by("seq"))
+    saga = get_object_or_404(Saga.objects.prefetch_related(steps, events), pk=saga_id)
+    saga_steps = list(saga.steps.all())
+    for step in saga_steps:
+        for attempt in step.attempts.all():
+            attempt.duration = duration(attempt.started_at, attempt.finished_at)
+    events = list(saga.events.all())
+    for event in events:
+        event.data_text = json.dumps(event.data, ensure_ascii=False)
+    actions = [{"name": action.value, "help": ACTION_HELP[action.value], "valid_for": " ".join(sorted(valid)),
+                "valid": saga.status in valid} for action, valid in VALID_ACTIONS.items()]
+    return render(request, "sagas/saga_detail.html", {
+        "saga": saga, "steps": saga_steps, "events": events, "actions": actions,
+        "any_action": any(a["valid"] for a in actions),
+        "svg": graph.saga_svg(saga, saga_steps),
+        "context_json": json.dumps(saga.context, indent=2, sort_keys=True, ensure_ascii=False),
+    })
 
 
-@login_required
-@viewer_required
+def duration(start, end) -> str:
+    if not start or not end:
+        return ""
+    seconds = (end - start).total_seconds()
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+# --- definitions -------------------------------------------------------------------------------
+
+@page
 def definition_list(request):
-    return render(request, "sagas/definition_list.html",
-                  {"definitions": Definition.objects.order_by("name", "-version")})
+    newest: dict[str, Definition] = {}
+    versions: dict[str, int] = {}
+    for definition in Definition.objects.order_by("name", "-version").prefetch_related("steps"):
+        newest.setdefault(definition.name, definition)
+        versions[definition.name] = versions.get(definition.name, 0) + 1
+    counts: dict[str, dict[str, int]] = {}
+    for name, status, n in Saga.objects.order_by().values_list("definition_name", "status").annotate(n=Count("pk")):
+        counts.setdefault(name, {})[status] = n
+    rows = [{"definition": d, "versions": versions[d.name], "steps": len(d.steps.all()),
+             "counts": [(s.value, counts.get(d.name, {}).get(s.value, 0)) for s in SagaStatus],
+             "total": sum(counts.get(d.name, {}).values())} for d in newest.values()]
+    return render(request, "sagas/definition_list.html", {"rows": rows})
 
 
-@login_required
-@viewer_required
+@page
 def definition_detail(request, name):
-    definition = Definition.objects.filter(name=name).order_by("-version").first()
-    if definition is None:
-        get_object_or_404(Definition, name=name)
-    return render(request, "sagas/definition_detail.html", {"definition": definition})
+    versions = list(Definition.objects.filter(name=name).order_by("-version")
+                    .prefetch_related(Prefetch("steps", DefinitionStep.objects.order_by("index"))))
+    if not versions:
+        raise Http404(f"no definition named {name!r}")
+    wanted = request.GET.get("version")
+    definition = next((d for d in versions if str(d.version) == wanted), versions[0])
+    steps = list(definition.steps.all())
+    stats = step_statistics(name)
+    return render(request, "sagas/definition_detail.html", {
+        "definition": definition, "versions": versions, "svg": graph.definition_svg(definition),
+        "rows": [{"step": step, **stats.get(step.name, {})} for step in steps],
+    })
 
 
-@login_required
-@viewer_required
+def step_statistics(name: str) -> dict[str, dict]:
+    """Per step name, over every saga of the definition: action attempts, success rate, mean
+    duration, failures, and compensations; two aggregate queries whatever the number of rows."""
+    attempts = (StepAttempt.objects.filter(saga__definition_name=name).order_by()
+                .values_list("step__name", "kind")
+                .annotate(total=Count("pk"), ok=Count("pk", filter=Q(status="succeeded")),
+                          failed=Count("pk", filter=Q(status="failed")),
+                          mean=Avg(F("finished_at") - F("started_at"), filter=Q(finished_at__isnull=False))))
+    stats: dict[str, dict] = {}
+    for step_name, kind, total, ok, failed, mean in attempts:
+        row = stats.setdefault(step_name, {})
+        finished = ok + failed
+        row[kind] = {"total": total, "ok": ok, "failed": failed,
+                     "rate": f"{100 * ok / finished:.1f} %" if finished else "–",
+                     "mean": _mean(mean)}
+    outcomes = (SagaStep.objects.filter(saga__definition_name=name).order_by()
+                .values_list("name", "status").annotate(n=Count("pk")))
+    for step_name, status, n in outcomes:
+        stats.setdefault(step_name, {}).setdefault("outcomes", {})[status] = n
+    return stats
+
+
+def _mean(value) -> str:
+    if value is None:
+        return "–"
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value) / 1e6  # SQLite: µs
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+@page
 def alert_list(request):
-    return render(request, "sagas/alert_list.html", {"alerts": Alert.objects.select_related("saga")[:200]})
+    show = request.GET.get("show", "open")
+    alerts = Alert.objects.select_related("saga", "acknowledged_by").order_by("-created_at", "-id")
+    if show == "open":
+        alerts = alerts.filter(open=True)
+    pages = Paginator(alerts, 50)
+    page_obj = pages.get_page(request.GET.get("page"))
+    return render(request, "sagas/alert_list.html", {"page": page_obj, "alerts": page_obj.object_list, "show": show})

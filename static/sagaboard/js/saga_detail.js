@@ -1,0 +1,245 @@
+// The saga page: recolour the graph, update the steps, append events, keep the status and the
+// action buttons current, and run operator actions through a dialog without a reload.
+// Updates touch only the elements that changed, never the dialog, so a half-typed reason stays.
+
+import { api, setBadge, subscribe, throttle } from "./live.js";
+
+const root = document.getElementById("saga");
+const sagaId = root.dataset.sagaId;
+let shown = Number(root.dataset.version); // the newest saga version this page shows
+const COMPENSATION_STATES = ["compensating", "compensated", "compensation_failed"];
+
+// --- applying state --------------------------------------------------------------------------
+
+function applySaga(saga) {
+  root.dataset.status = saga.status;
+  setBadge(document.querySelector("#saga-status .badge"), saga.status);
+  document.getElementById("saga-current-step").textContent = saga.current_step || "–";
+  document.getElementById("saga-version").textContent = saga.version;
+  if ("error" in saga) {
+    const error = document.getElementById("saga-error");
+    error.textContent = saga.error || "";
+    error.hidden = !saga.error;
+  }
+  if ("finished_at" in saga) {
+    document.getElementById("saga-finished").textContent = saga.finished_at ? formatTime(saga.finished_at, true) : "–";
+  }
+  updateActions(saga.status);
+}
+
+function updateActions(status) {
+  const buttons = [...document.querySelectorAll("#actions button[data-action]")];
+  if (!buttons.length) return; // a viewer: no actions at all
+  let any = false;
+  for (const button of buttons) {
+    const valid = button.dataset.validFor.split(" ").includes(status);
+    button.hidden = !valid;
+    any ||= valid;
+  }
+  const none = document.getElementById("no-actions");
+  none.hidden = any;
+  none.textContent = `No operator action applies to a ${status} saga.`;
+}
+
+function applyStep(step) {
+  const node = document.getElementById(`step-${step.name}`);
+  if (node) {
+    for (const cls of [...node.classList]) if (cls.startsWith("status-")) node.classList.remove(cls);
+    node.classList.add(`status-${step.status}`);
+    const texts = node.querySelectorAll("text");
+    if (texts.length) texts[texts.length - 1].textContent = step.status.replace("_", " ");
+  }
+  document.getElementById(`comp-${step.name}`)?.classList.toggle("taken", COMPENSATION_STATES.includes(step.status));
+  const row = document.getElementById(`row-step-${step.name}`);
+  if (!row) return;
+  setBadge(row.querySelector(".step-status .badge"), step.status);
+  const body = row.querySelector("tbody");
+  for (const attempt of step.attempts || []) {
+    const key = `${attempt.kind}-${attempt.number}`;
+    const fresh = attemptRow(attempt);
+    const old = body.querySelector(`tr[data-attempt="${key}"]`);
+    if (!old) {
+      body.querySelector("tr.none")?.remove();
+      body.append(fresh);
+    } else if (old.dataset.sig !== fresh.dataset.sig) {
+      fresh.querySelector("details")?.toggleAttribute("open", !!old.querySelector("details[open]"));
+      old.replaceWith(fresh);
+    }
+  }
+}
+
+// The same cells as templates/sagas/_attempt.html, built with textContent (never innerHTML).
+function attemptRow(a) {
+  const tr = document.createElement("tr");
+  tr.dataset.attempt = `${a.kind}-${a.number}`;
+  tr.dataset.sig = [a.status, a.finished_at, a.error, (a.traceback || "").length].join("|");
+  const cell = (text, cls) => {
+    const td = document.createElement("td");
+    if (cls) td.className = cls;
+    if (text !== undefined) td.textContent = text;
+    tr.append(td);
+    return td;
+  };
+  cell(`${a.kind} #${a.number}`);
+  const badge = document.createElement("span");
+  setBadge(badge, a.status);
+  cell().append(badge);
+  cell(formatTime(a.started_at));
+  cell(duration(a.started_at, a.finished_at), "num");
+  cell(a.idempotency_key, "mono key");
+  const err = cell(undefined, "err");
+  if (a.error) {
+    const span = document.createElement("span");
+    span.className = "error-text";
+    span.textContent = a.error;
+    err.append(span);
+  }
+  if (a.traceback) {
+    const details = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.textContent = "Traceback";
+    const pre = document.createElement("pre");
+    pre.textContent = a.traceback;
+    details.append(summary, pre);
+    err.append(details);
+  }
+  return tr;
+}
+
+function appendEvent(event) {
+  if (document.getElementById(`event-${event.seq}`)) return;
+  const list = document.getElementById("timeline");
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 8;
+  const li = document.createElement("li");
+  li.id = `event-${event.seq}`;
+  li.dataset.seq = event.seq;
+  li.className = `etype-${event.type} new`;
+  const part = (tag, cls, text) => {
+    const el = document.createElement(tag);
+    el.className = cls;
+    el.textContent = text;
+    li.append(el, " ");
+  };
+  part("span", "seq", `#${event.seq}`);
+  part("time", "", formatTime(event.at));
+  part("span", "etype", event.type);
+  if (event.step) part("span", "mono", event.step);
+  if (event.data && Object.keys(event.data).length) part("code", "data", JSON.stringify(event.data));
+  const later = [...list.children].find((other) => Number(other.dataset.seq) > event.seq);
+  list.insertBefore(li, later || null);
+  if (atBottom) list.scrollTop = list.scrollHeight; // follow the tail only if the reader was there
+}
+
+// --- fetching over REST ----------------------------------------------------------------------
+
+async function refresh() {
+  const saga = await api("GET", `/api/sagas/${sagaId}/`);
+  if (saga.ok && saga.body.version >= shown) {
+    shown = saga.body.version;
+    live.setVersion(sagaId, shown);
+    applySaga(saga.body);
+    saga.body.steps.forEach(applyStep);
+    const context = JSON.stringify(saga.body.context, Object.keys(flatKeys(saga.body.context)).sort(), 2);
+    const pre = document.getElementById("saga-context");
+    if (pre.textContent !== context) pre.textContent = context;
+  }
+}
+
+async function resync() {
+  await refresh();
+  const events = await api("GET", `/api/sagas/${sagaId}/events/?page_size=500`);
+  if (events.ok) (events.body.results || events.body).forEach(appendEvent);
+}
+
+// JSON.stringify's key list applies at every depth: collect every key so nested ones survive.
+function flatKeys(value, keys = {}) {
+  if (value && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) { keys[k] = true; flatKeys(v, keys); }
+  }
+  return keys;
+}
+
+const refreshSoon = throttle(refresh, 400);
+
+const live = subscribe(`/ws/sagas/${sagaId}/`, {
+  saga(msg) {
+    if (msg.saga.version < shown) return;
+    shown = msg.saga.version;
+    applySaga(msg.saga);
+    refreshSoon(); // the context and error are not in the message
+  },
+  step(msg) { if (msg.version >= shown) applyStep(msg.step); },
+  event(msg) { appendEvent(msg.event); },
+  resync() { resync(); },
+}, { versions: { [sagaId]: shown } });
+
+// --- operator actions ------------------------------------------------------------------------
+
+const dialog = document.getElementById("action-dialog");
+if (dialog) {
+  const form = document.getElementById("action-form");
+  const reason = document.getElementById("action-reason");
+  const error = document.getElementById("action-error");
+  const submit = document.getElementById("action-submit");
+  const outcome = document.getElementById("action-outcome");
+  let chosen = null;
+
+  for (const button of document.querySelectorAll("#actions button[data-action]")) {
+    button.addEventListener("click", () => {
+      chosen = button.dataset.action;
+      const name = chosen[0].toUpperCase() + chosen.slice(1);
+      document.getElementById("action-title").textContent = `${name} this saga`;
+      document.getElementById("action-help").textContent = button.dataset.help;
+      submit.textContent = name;
+      error.hidden = true;
+      dialog.showModal();
+      reason.focus();
+    });
+  }
+  document.getElementById("action-cancel").addEventListener("click", () => dialog.close());
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const text = reason.value.trim();
+    if (!text) {
+      error.textContent = "Write a reason: it goes to the audit log.";
+      error.hidden = false;
+      reason.focus();
+      return;
+    }
+    submit.disabled = true;
+    const result = await api("POST", `/api/sagas/${sagaId}/actions/${chosen}/`, { reason: text });
+    submit.disabled = false;
+    if (!result.ok) {
+      const body = result.body || {};
+      error.textContent = body.detail || (body.reason && body.reason[0]) || `The server answered ${result.status}.`;
+      error.hidden = false;
+      return;
+    }
+    dialog.close();
+    reason.value = "";
+    outcome.className = "outcome ok";
+    outcome.textContent = `${chosen} accepted: the saga is now ${result.body.status}.`;
+    if (result.body.version >= shown) {
+      shown = result.body.version;
+      applySaga(result.body);
+      result.body.steps.forEach(applyStep);
+    }
+  });
+}
+
+// --- formatting ------------------------------------------------------------------------------
+
+function formatTime(iso, withDate = false) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  const time = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}`;
+  return withDate ? `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${time.slice(0, 8)}` : time;
+}
+
+function duration(start, end) {
+  if (!start || !end) return "–";
+  const seconds = (new Date(end) - new Date(start)) / 1000;
+  return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(2)} s`;
+}

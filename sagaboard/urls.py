@@ -10,5 +10,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-ui"),
     path("api/", include("sagas.api.urls")),
+    path("demo/services/", include("sagas.demo.urls")),
     path("", include("sagas.urls")),
 ]

@@ -31,14 +31,24 @@ class Received:
     body: dict
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """Quiet about clients that hang up (a capped answer, a timed-out call); loud about the rest."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class HttpService:
     def __init__(self, host: str = "127.0.0.1"):
         self.answers: dict[str, list[Answer]] = {}
         self.calls: dict[str, int] = {}
         self.received: list[Received] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, 0), self._handler_class())
-        self.server.daemon_threads = True
+        self.server = _Server((host, 0), self._handler_class())
         self.host, self.port = host, self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="http-service", daemon=True)
         self.thread.start()

@@ -1,4 +1,11 @@
-"""The demo definitions of CONTRACT.md section 6."""
+"""The demo definitions of CONTRACT.md section 6, and `order-fulfilment-http`.
+
+`order-fulfilment-http` is the same order over HTTP: its steps call the demo services that
+sagaboard itself serves under /demo/services/ (sagas/demo/http_services.py), at
+SAGABOARD_PUBLIC_URL, which HTTP handlers are allowed to call there and nowhere else on it.
+"""
+
+from django.conf import settings
 
 ORDER_FULFILMENT = {
     "name": "order-fulfilment",
@@ -17,4 +24,24 @@ ORDER_FULFILMENT = {
     ],
 }
 
-DEMO_DEFINITIONS = [ORDER_FULFILMENT]
+
+def order_fulfilment_http(base_url: str) -> dict:
+    """`order-fulfilment` with every handler an HTTP call to the demo services at `base_url`."""
+    services = f"{base_url.rstrip('/')}/demo/services"
+
+    def url(handler: str | None) -> str | None:
+        if handler is None:
+            return None
+        _, service, operation = handler.split(".")
+        return f"{services}/{service}/{operation}/"
+
+    return {
+        **ORDER_FULFILMENT,
+        "name": "order-fulfilment-http",
+        "description": "The same order, each step an HTTP call to a demo service (served by sagaboard itself).",
+        "steps": [{**step, "action": url(step["action"]), "compensation": url(step["compensation"])}
+                  for step in ORDER_FULFILMENT["steps"]],
+    }
+
+
+DEMO_DEFINITIONS = [ORDER_FULFILMENT, order_fulfilment_http(settings.SAGABOARD_PUBLIC_URL)]

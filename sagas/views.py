@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count, F, Prefetch, Q
-from django.db.models.functions import TruncMinute
+from django.db.models.functions import Coalesce, TruncMinute
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
@@ -62,10 +62,15 @@ def overview(request):
 
 
 def throughput(now) -> dict:
-    """Sagas finished per minute over the last minutes, by final status, in one query."""
+    """Sagas finished per minute over the last minutes, by final status, in one query.
+
+    A `failed` saga is not terminal (an operator may still act) and has no finished_at: it counts
+    in the minute it last changed.
+    """
     first = (now - timedelta(minutes=THROUGHPUT_MINUTES - 1)).replace(second=0, microsecond=0)
-    rows = (Saga.objects.filter(finished_at__gte=first).order_by()
-            .annotate(minute=TruncMinute("finished_at")).values_list("minute", "status").annotate(n=Count("pk")))
+    rows = (Saga.objects.filter(Q(finished_at__gte=first) | Q(status="failed", updated_at__gte=first)).order_by()
+            .annotate(minute=TruncMinute(Coalesce("finished_at", "updated_at")))
+            .values_list("minute", "status").annotate(n=Count("pk")))
     per_minute: dict = {}
     for minute, status, n in rows:
         per_minute.setdefault(minute.replace(tzinfo=None), {})[status] = n

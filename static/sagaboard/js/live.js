@@ -13,6 +13,7 @@ const stateLabel = {
 function showState(state) {
   const el = document.getElementById("live-state");
   if (!el) return;
+  el.hidden = false;
   el.dataset.state = state;
   el.textContent = stateLabel[state] || state;
 }

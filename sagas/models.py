@@ -105,6 +105,8 @@ class Saga(models.Model):
             models.Index(fields=("definition_name", "-created_at"), name="saga_definition_created"),
             models.Index(fields=("correlation_id",), name="saga_correlation"),
             models.Index(fields=("-created_at",), name="saga_created"),
+            models.Index(fields=("-updated_at",), name="saga_updated"),
+            models.Index(fields=("-finished_at",), name="saga_finished"),
         ]
 
     def __str__(self) -> str:

@@ -141,3 +141,17 @@ def test_the_demo_effects_ledger_filters_by_correlation_id(viewer_api):
     body = viewer_api.get("/api/demo/effects/", {"correlation_id": "c-1"}).json()
     assert [e["idempotency_key"] for e in body["results"]] == ["k1"]
     assert json.dumps(body)  # plain JSON
+
+
+def test_past_the_exact_limit_the_count_is_the_planners_estimate(viewer_api, monkeypatch):
+    from sagas.api import pagination
+
+    monkeypatch.setattr(pagination, "EXACT_UP_TO", 2)
+    definition = make_definition()
+    for n in range(3):
+        saga_in("running", definition, f"many-{n}")
+    body = viewer_api.get("/api/sagas/").json()
+    assert body["count_is_estimate"] is True and body["count"] >= 3
+    assert len(body["results"]) == 3
+    small = viewer_api.get("/api/sagas/", {"correlation_id": "many-1"}).json()
+    assert (small["count"], small["count_is_estimate"]) == (1, False)

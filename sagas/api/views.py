@@ -10,20 +10,14 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from .. import services
 from ..machine import OperatorAction, SagaStatus
 from ..models import Alert, AuditEntry, Definition, Effect, Saga, SagaEvent, SagaStep, StepAttempt
 from . import serializers as s
+from .pagination import Pages
 from .permissions import IsOperatorOrReadOnly, IsViewer
-
-
-class Pages(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 def parse_uuid(value: str, what: str = "saga") -> uuid.UUID:

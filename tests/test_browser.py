@@ -90,9 +90,9 @@ class Server:
 
     def stop(self) -> None:
         if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            os.killpg(self.popen.pid, signal.SIGINT)  # what Ctrl-C does; daphne stops at once
             try:
-                self.popen.wait(timeout=15)
+                self.popen.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=10)

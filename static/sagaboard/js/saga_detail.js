@@ -161,6 +161,10 @@ function flatKeys(value, keys = {}) {
 
 const refreshSoon = throttle(refresh, 400);
 
+// Open on the newest events: the timeline scrolls, and it follows the tail while the reader is there.
+const timeline = document.getElementById("timeline");
+timeline.scrollTop = timeline.scrollHeight;
+
 const live = subscribe(`/ws/sagas/${sagaId}/`, {
   saga(msg) {
     if (msg.saga.version < shown) return;

@@ -1,5 +1,8 @@
 """Websocket consumers: authenticate, join the groups, forward what events.py publishes.
 
+The messages and their groups are described in events.py; each websocket message is one of the
+contract's typed messages (or the overview's coalesced `sagas` batch).
+
 `/ws/sagas/` carries every saga change and the alerts; `/ws/sagas/<id>/` one saga's changes,
 steps and events. Anonymous users and users without the viewer role are closed with 4401.
 """
@@ -34,7 +37,8 @@ class SagaStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def forward(self, event: dict) -> None:
-        await self.send_json(event["message"])
+        for message in event["messages"]:  # one group's messages, batched by events.py, in order
+            await self.send_json(message)
 
 
 async def _can_view(user) -> bool:

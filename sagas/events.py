@@ -22,8 +22,11 @@ coalesces on its own, so an older summary may arrive after a newer one: a client
 saga, the summary with the highest version (each summary is whole; no refetch needed).
 
 Sync code (workers, views) never waits for Redis: messages are handed to one event loop per
-process, running in a background thread, where a single sender task sends them one after the
-other (so one process's messages keep their order). A forked worker child gets a loop of its
+process, running in a background thread, where a single sender task sends them. It takes what
+is queued, and sends each group's messages in order as one channel-layer message
+(`{"type": "forward", "messages": [...]}`, which the consumer writes out one by one), different
+groups at once: one Redis round trip per group and batch instead of one per message, and one
+process's messages to a group keep their order. A forked worker child gets a loop of its
 own. A full queue or a failing layer loses notifications, never engine work: each send has a
 timeout, and after a failure messages are dropped for a moment instead of each waiting its turn
 to fail (clients that see the gap in `version` refetch over REST). With the in-memory
@@ -53,6 +56,7 @@ ALERTS = "alerts"
 OVERVIEW_WINDOW = 0.15  # seconds: at most one overview message per process per window
 QUEUE_LIMIT = 20_000  # messages waiting to be sent; beyond that they are dropped (and counted)
 SEND_TIMEOUT = 5.0  # seconds for one group_send: a hung Redis must not stall every later message
+BATCH_GROUPS = 100  # groups sent to at once (one group_send each, concurrently)
 PAUSE_AFTER_FAILURE = 1.0  # seconds: after a failed send, drop messages instead of trying each in turn
 
 
@@ -219,20 +223,33 @@ class _Publisher:
             await self.wakeup.wait()
             self.wakeup.clear()
             while self.queue:
-                layer, group, message = self.queue.popleft()
+                batches = self._take()
                 if time.monotonic() < self.paused_until:
-                    self.dropped += 1  # the layer just failed: browsers will refetch when it is back
+                    # The layer just failed: drop rather than have each message wait to fail in turn.
+                    self.dropped += sum(len(messages) for messages in batches.values())
                     continue
                 self.sending = True
                 try:
-                    await asyncio.wait_for(layer.group_send(group, {"type": "forward", "message": message}),
-                                           SEND_TIMEOUT)
-                except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
-                    self.failed += 1
-                    self.paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
-                    self._complain("publishing a live update failed (%d so far)", self.failed, exc_info=True)
+                    await asyncio.gather(*(self._send(layer, group, messages)
+                                           for (layer, group), messages in batches.items()))
                 finally:
                     self.sending = False
+
+    def _take(self) -> dict[tuple[object, str], list[dict]]:
+        """What is queued now, by group, each group's messages in order (one group_send per group)."""
+        batches: dict[tuple[object, str], list[dict]] = {}
+        while self.queue and len(batches) < BATCH_GROUPS:
+            layer, group, message = self.queue.popleft()
+            batches.setdefault((layer, group), []).append(message)
+        return batches
+
+    async def _send(self, layer, group: str, messages: list[dict]) -> None:
+        try:
+            await asyncio.wait_for(layer.group_send(group, {"type": "forward", "messages": messages}), SEND_TIMEOUT)
+        except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
+            self.failed += 1
+            self.paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+            self._complain("publishing a live update failed (%d so far)", self.failed, exc_info=True)
 
     async def idle(self) -> bool:
         if self.pending and self.window_open:

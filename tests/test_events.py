@@ -49,8 +49,9 @@ class Listener:
 
     async def _receive(self) -> None:
         while True:
-            message = await self.layer.receive(self.channel)
-            self.received.put((time.monotonic(), message["message"]))
+            batch = await self.layer.receive(self.channel)
+            for message in batch["messages"]:  # what the consumer writes to the socket, one by one
+                self.received.put((time.monotonic(), message))
 
     def get(self, timeout: float = 5) -> dict:
         return self.received.get(timeout=timeout)[1]

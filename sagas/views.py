@@ -8,10 +8,10 @@ again when the websocket says something changed.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.paginator import Paginator
 from django.db.models import Avg, Count, F, Prefetch, Q
 from django.db.models.functions import Coalesce, TruncMinute
 from django.http import Http404
@@ -19,11 +19,14 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from . import graph, roles
+from .api.pagination import CappedCountPaginator
 from .machine import VALID_ACTIONS, SagaStatus
 from .models import Alert, Definition, DefinitionStep, Saga, SagaEvent, SagaStep, StepAttempt
 
 viewer_required = permission_required(roles.VIEW, raise_exception=True)
 THROUGHPUT_MINUTES = 15
+STATS_SAGAS = 5000  # per-step statistics cover the latest sagas of a definition, so they stay cheap
+ID_PREFIX = re.compile(r"[0-9a-f]{4}[0-9a-f-]{0,32}")
 FINAL = ("completed", "compensated", "failed")
 ACTION_HELP = {
     "retry": "Run the stuck step again (the failed action or compensation) and carry on.",
@@ -105,9 +108,11 @@ def saga_list(request):
     if value := params.get("correlation_id"):
         sagas = sagas.filter(correlation_id=value)
     if value := params.get("search", "").strip():
-        match = Q(correlation_id__icontains=value) | Q(id__startswith=value.lower())
+        match = Q(correlation_id__icontains=value)
+        if ID_PREFIX.fullmatch(value.lower()):
+            match |= Q(id__startswith=value.lower())
         sagas = sagas.filter(match)
-    pages = Paginator(sagas.order_by("-created_at", "-pk"), 50)
+    pages = CappedCountPaginator(sagas.order_by("-created_at", "-pk"), 50)
     page_obj = pages.get_page(params.get("page"))
     query = params.copy()
     query.pop("page", None)
@@ -178,14 +183,15 @@ def definition_detail(request, name):
     stats = step_statistics(name)
     return render(request, "sagas/definition_detail.html", {
         "definition": definition, "versions": versions, "svg": graph.definition_svg(definition),
-        "rows": [{"step": step, **stats.get(step.name, {})} for step in steps],
+        "rows": [{"step": step, **stats.get(step.name, {})} for step in steps], "stats_sagas": STATS_SAGAS,
     })
 
 
 def step_statistics(name: str) -> dict[str, dict]:
-    """Per step name, over every saga of the definition: action attempts, success rate, mean
+    """Per step name, over the latest sagas of the definition: action attempts, success rate, mean
     duration, failures, and compensations; two aggregate queries whatever the number of rows."""
-    attempts = (StepAttempt.objects.filter(saga__definition_name=name).order_by()
+    latest = Saga.objects.filter(definition_name=name).order_by("-created_at").values("pk")[:STATS_SAGAS]
+    attempts = (StepAttempt.objects.filter(saga_id__in=latest).order_by()
                 .values_list("step__name", "kind")
                 .annotate(total=Count("pk"), ok=Count("pk", filter=Q(status="succeeded")),
                           failed=Count("pk", filter=Q(status="failed")),
@@ -197,7 +203,7 @@ def step_statistics(name: str) -> dict[str, dict]:
         row[kind] = {"total": total, "ok": ok, "failed": failed,
                      "rate": f"{100 * ok / finished:.1f} %" if finished else "–",
                      "mean": _mean(mean)}
-    outcomes = (SagaStep.objects.filter(saga__definition_name=name).order_by()
+    outcomes = (SagaStep.objects.filter(saga_id__in=latest).order_by()
                 .values_list("name", "status").annotate(n=Count("pk")))
     for step_name, status, n in outcomes:
         stats.setdefault(step_name, {}).setdefault("outcomes", {})[status] = n
@@ -219,6 +225,6 @@ def alert_list(request):
     alerts = Alert.objects.select_related("saga", "acknowledged_by").order_by("-created_at", "-id")
     if show == "open":
         alerts = alerts.filter(open=True)
-    pages = Paginator(alerts, 50)
+    pages = CappedCountPaginator(alerts, 50)
     page_obj = pages.get_page(request.GET.get("page"))
     return render(request, "sagas/alert_list.html", {"page": page_obj, "alerts": page_obj.object_list, "show": show})

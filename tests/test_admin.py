@@ -1,15 +1,19 @@
-"""The definitions admin: who gets in, saving as a new version, validation, ordering, deleting, comparing."""
+"""The definitions admin: who gets in, saving as a new version, validation, ordering, deleting, comparing.
+
+The last test drives the admin in real Chromium against `manage.py standalone`; it never touches
+the ORM (Playwright's event loop would refuse it), only HTTP.
+"""
 
 from __future__ import annotations
 
 import pytest
 from django.test import Client
+from playwright.sync_api import expect, sync_playwright
 
 from sagas import definitions, services
 from sagas.models import Definition
 from tests.conftest import make_user
-
-pytestmark = pytest.mark.django_db
+from tests.test_browser import CHROMIUM_ARGS, Server
 
 ORDER = {
     "name": "order",
@@ -209,3 +213,48 @@ def test_the_compare_page_lists_what_changed(admin_client, order):
     assert "From version 1 to version 2" in page
     assert "step charge_payment</td><td>max_attempts changed</td><td>3</td><td>5</td>" in page
     assert "step send_notification</td><td>removed" in page
+
+
+# --- in a browser ------------------------------------------------------------------------------
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_an_admin_edits_a_step_in_the_browser_and_running_sagas_keep_their_version(tmp_path):
+    server = Server(tmp_path)
+    try:
+        server.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                                     "User.objects.create_superuser('root', 'root@example.com', 'pw')")
+        running = server.start({"sleep": {"charge_payment": 8}}, "started-before-the-edit")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                                 args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.goto(f"{server.url}/admin/")
+            page.get_by_label("Username").fill("root")
+            page.get_by_label("Password").fill("pw")
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_role("link", name="Definitions").click()
+            page.get_by_role("link", name="order-fulfilment", exact=True).first.click()
+            expect(page.locator("#version-note")).to_contain_text("order-fulfilment version 1")
+            expect(page.locator(".field-graph_preview svg")).to_be_visible()
+            notification = page.locator("input[value='send_notification']")
+            row = page.locator("tr.form-row", has=notification)
+            row.locator("input[name$='-max_attempts']").fill("5")
+            page.get_by_role("button", name="Save and continue editing").click()
+            expect(page.locator(".messagelist")).to_contain_text("Saved order-fulfilment as version 2")
+            expect(page.locator("#version-note")).to_contain_text("order-fulfilment version 2")
+            # The edit happened while the first saga was still on its way.
+            assert server.api("GET", f"/api/sagas/{running['id']}/").json()["status"] == "running"
+            page.get_by_role("link", name="compare with v1").click()
+            expect(page.locator("#diff")).to_contain_text("max_attempts changed")
+            browser.close()
+        finished = server.wait_status(running["id"], {"completed"}, timeout=60)
+        assert finished["definition_version"] == 1
+        assert [s["max_attempts"] for s in finished["steps"]] == [3, 3, 3, 3]
+        fresh = server.wait_status(server.start({}, "started-after-the-edit")["id"], {"completed"}, timeout=60)
+        assert fresh["definition_version"] == 2
+        assert [s["max_attempts"] for s in fresh["steps"]] == [3, 3, 3, 5]
+        versions = server.api("GET", "/api/definitions/order-fulfilment/", user="ada").json()["versions"]
+        assert [(v["version"], v["created_by"]) for v in versions] == [(2, "root"), (1, None)]
+    finally:
+        server.stop()

@@ -256,3 +256,32 @@ def test_screenshots_of_every_page(browser, server, tmp_path):
             expect(page.locator("#live-state")).to_have_text("live")
         page.screenshot(path=out / f"{name}.png", full_page=True)
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{n}.png" for n in [*shots, "login"])
+
+
+def test_the_overview_counts_and_inbox_follow_new_sagas_without_a_reload(browser, server):
+    page = logged_in(browser, server, "otto")
+    expect(page.locator("#live-state")).to_have_text("live")
+    page.evaluate("window.stillTheSamePage = true")
+    completed = int(page.locator('.count-tile[data-status="completed"] .n').text_content())
+
+    server.start({}, "browser-overview-ok")
+    saga = server.start(CRITICAL, "browser-overview-critical")
+
+    expect(page.locator('.count-tile[data-status="completed"] .n')).to_have_text(str(completed + 1), timeout=30_000)
+    expect(page.locator(".inbox-list a", has_text="browser-overview-critical")).to_have_attribute(
+        "href", f"/sagas/{saga['id']}/", timeout=30_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+
+
+def test_an_operator_acknowledges_an_alert_in_place(browser, server):
+    saga = server.start(CRITICAL, "browser-ack")
+    server.wait_status(saga["id"], {"failed"})
+    page = logged_in(browser, server, "otto")
+    page.goto(f"{server.url}/alerts/")
+    row = page.locator("tr", has_text="browser-ack")
+
+    row.get_by_role("button", name="Acknowledge").click()
+
+    expect(row.locator(".ack-cell")).to_contain_text("by otto")
+    alerts = server.api("GET", "/api/alerts/?open=true").json()["results"]
+    assert [a["acknowledged_by"] for a in alerts if a["saga_id"] == saga["id"]] == ["otto"]

@@ -65,7 +65,12 @@ export function subscribe(path, handlers, { versions = {}, trackGaps = true } = 
     socket.addEventListener("message", (e) => {
       let msg;
       try { msg = JSON.parse(e.data); } catch { return; }
-      handle(msg);
+      if (msg.type === "sagas") {
+        // The overview stream's coalesced batch: each item is a whole `saga` summary.
+        for (const saga of msg.sagas || []) handle({ type: "saga", saga });
+      } else {
+        handle(msg);
+      }
     });
     socket.addEventListener("close", (e) => {
       if (closedByUs) return;

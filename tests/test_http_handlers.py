@@ -396,3 +396,24 @@ def test_the_http_demo_runs_through_the_worker(celery_worker_process, sagaboard_
     if context.get("fail", {}).get("charge_payment") == 2:
         assert [row[2] for row in charge] == [503, 503, 200]
         assert "failed on purpose" in charge[0][3]
+
+
+@pytest.mark.slow
+def test_the_http_demo_completes_in_standalone_mode_calling_its_own_server(tmp_path):
+    """What `make run` shows: the embedded worker calls the demo services of the server it runs in."""
+    from tests.test_browser import Server
+
+    server = Server(tmp_path)
+    try:
+        definition = server.api("GET", "/api/definitions/order-fulfilment-http/").json()
+        assert definition["steps"][0]["action"] == f"{server.url}/demo/services/inventory/reserve/"
+        saga = server.start({"fail": {"charge_payment": 1}}, "standalone-http", definition="order-fulfilment-http")
+        done = server.wait_status(saga["id"], {"completed", "compensated", "failed", "suspended"}, timeout=60)
+        assert done["status"] == "completed"
+        charge = next(step for step in done["steps"] if step["name"] == "charge_payment")
+        assert [(a["status"], a["http_status"]) for a in charge["attempts"]] == [("failed", 503), ("succeeded", 200)]
+        assert "failed on purpose" in charge["attempts"][0]["response_excerpt"]
+        effects = server.api("GET", "/api/demo/effects/?correlation_id=standalone-http").json()["results"]
+        assert sorted(e["operation"] for e in effects) == ["charge", "create", "reserve", "send"]
+    finally:
+        server.stop()

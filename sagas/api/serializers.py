@@ -11,7 +11,7 @@ class AttemptSerializer(serializers.ModelSerializer):
     class Meta:
         model = StepAttempt
         fields = ("kind", "number", "status", "idempotency_key", "started_at", "finished_at", "error",
-                  "traceback", "output", "worker")
+                  "traceback", "output", "worker", "http_status", "response_excerpt")
 
 
 class StepSerializer(serializers.ModelSerializer):

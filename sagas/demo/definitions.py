@@ -44,4 +44,9 @@ def order_fulfilment_http(base_url: str) -> dict:
     }
 
 
-DEMO_DEFINITIONS = [ORDER_FULFILMENT, order_fulfilment_http(settings.SAGABOARD_PUBLIC_URL)]
+DEMO_DEFINITIONS = [ORDER_FULFILMENT]
+
+
+def demo_definitions() -> list[dict]:
+    """What `loaddemo` loads: the fixed definitions, and the HTTP one for where sagaboard is served now."""
+    return [*DEMO_DEFINITIONS, order_fulfilment_http(settings.SAGABOARD_PUBLIC_URL)]

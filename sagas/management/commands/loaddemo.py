@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sagas.api.serializers import DefinitionSerializer
 from sagas.definitions import save_version
-from sagas.demo.definitions import DEMO_DEFINITIONS
+from sagas.demo.definitions import demo_definitions
 
 
 class Command(BaseCommand):
@@ -12,7 +12,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         made = []
-        for body in DEMO_DEFINITIONS:
+        for body in demo_definitions():
             serializer = DefinitionSerializer(data=body)
             if not serializer.is_valid():
                 raise CommandError(f"demo definition {body['name']} is invalid: {serializer.errors}")

@@ -37,6 +37,10 @@ class Command(BaseCommand):
         if demo_rate <= 0:
             raise CommandError("--demo-rate must be above 0")
         call_command("migrate", interactive=False, verbosity=0)
+        if not os.environ.get("SAGABOARD_PUBLIC_URL"):
+            # The demo's HTTP services are this very server: call them where it listens.
+            local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+            settings.SAGABOARD_PUBLIC_URL = f"http://{local}:{port}"
         call_command("loaddemo", stdout=self.stdout)
         if not no_demo:
             self._ensure_demo_admin()

@@ -8,9 +8,11 @@ again when the websocket says something changed.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import timedelta
 
+import graphviz
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import Avg, Count, F, Prefetch, Q
 from django.db.models.functions import Coalesce, TruncMinute
@@ -23,6 +25,7 @@ from .api.pagination import CappedCountPaginator
 from .machine import VALID_ACTIONS, SagaStatus
 from .models import Alert, Definition, DefinitionStep, Saga, SagaEvent, SagaStep, StepAttempt
 
+log = logging.getLogger(__name__)
 viewer_required = permission_required(roles.VIEW, raise_exception=True)
 THROUGHPUT_MINUTES = 15
 STATS_SAGAS = 5000  # per-step statistics cover the latest sagas of a definition, so they stay cheap
@@ -141,9 +144,18 @@ def saga_detail(request, saga_id):
     return render(request, "sagas/saga_detail.html", {
         "saga": saga, "steps": saga_steps, "events": events, "actions": actions,
         "any_action": any(a["valid"] for a in actions),
-        "svg": graph.saga_svg(saga, saga_steps),
+        "svg": drawn(graph.saga_svg, saga, saga_steps),
         "context_json": json.dumps(saga.context, indent=2, sort_keys=True, ensure_ascii=False),
     })
+
+
+def drawn(draw, *args) -> str | None:
+    """The graph, or None when graphviz's `dot` cannot run: the rest of the page still helps."""
+    try:
+        return draw(*args)
+    except (graphviz.ExecutableNotFound, graphviz.CalledProcessError):
+        log.exception("cannot draw the flow graph")
+        return None
 
 
 def duration(start, end) -> str:
@@ -182,7 +194,7 @@ def definition_detail(request, name):
     steps = list(definition.steps.all())
     stats = step_statistics(name)
     return render(request, "sagas/definition_detail.html", {
-        "definition": definition, "versions": versions, "svg": graph.definition_svg(definition),
+        "definition": definition, "versions": versions, "svg": drawn(graph.definition_svg, definition),
         "rows": [{"step": step, **stats.get(step.name, {})} for step in steps], "stats_sagas": STATS_SAGAS,
     })
 

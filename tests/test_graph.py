@@ -161,3 +161,15 @@ def test_unknown_graphs_answer_404_json(viewer_api, db, path):
 def test_the_graph_endpoints_refuse_anonymous_users(anonymous_api, saga):
     assert anonymous_api.get("/api/definitions/order-fulfilment/graph.svg").status_code in (401, 403)
     assert anonymous_api.get(f"/api/sagas/{saga.pk}/graph.svg").status_code in (401, 403)
+
+
+def test_the_graph_endpoint_answers_503_json_when_dot_is_missing(viewer_api, saga, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    render_svg.cache_clear()
+    try:
+        response = viewer_api.get(f"/api/sagas/{saga.pk}/graph.svg")
+    finally:
+        render_svg.cache_clear()
+
+    assert response.status_code == 503
+    assert "dot" in response.json()["detail"]

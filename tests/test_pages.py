@@ -193,3 +193,18 @@ def test_the_saga_page_renders_with_a_constant_number_of_queries(operator_user, 
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert client.get(f"/sagas/{big.pk}/").status_code == 200
     assert len(few.captured_queries) <= 10
+
+
+def test_the_saga_page_still_renders_when_dot_is_missing(viewer_user, saga, monkeypatch):
+    from sagas.graph import render_svg
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    render_svg.cache_clear()
+    try:
+        response = client_for(viewer_user).get(f"/sagas/{saga.pk}/")
+    finally:
+        render_svg.cache_clear()
+
+    assert response.status_code == 200
+    assert b"The graph cannot be drawn" in response.content
+    assert b"card declined" in response.content

@@ -6,10 +6,11 @@ Viewers may read them. Errors keep the API's JSON shape whatever the client acce
 
 from __future__ import annotations
 
+import graphviz
 from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.urls import path
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
@@ -20,6 +21,11 @@ from .permissions import IsViewer
 from .views import parse_uuid
 
 SVG_TYPE = "image/svg+xml"
+
+
+class GraphUnavailable(APIException):
+    status_code = 503
+    default_detail = "the graph cannot be drawn: graphviz's `dot` is not installed or failed"
 
 
 class JsonForErrors(BaseContentNegotiation):
@@ -38,7 +44,11 @@ class GraphView(APIView):
     content_negotiation_class = JsonForErrors
 
     @staticmethod
-    def svg(text: str) -> HttpResponse:
+    def svg(draw, *args) -> HttpResponse:
+        try:
+            text = draw(*args)
+        except (graphviz.ExecutableNotFound, graphviz.CalledProcessError):
+            raise GraphUnavailable() from None
         response = HttpResponse(text, content_type=SVG_TYPE)
         response["Cache-Control"] = "private, no-cache"
         return response
@@ -50,7 +60,7 @@ class DefinitionGraph(GraphView):
                       .prefetch_related(Prefetch("steps", DefinitionStep.objects.order_by("index"))).first())
         if definition is None:
             raise NotFound(f"no definition named {name!r}")
-        return self.svg(graph.definition_svg(definition))
+        return self.svg(graph.definition_svg, definition)
 
 
 class SagaGraph(GraphView):
@@ -58,7 +68,7 @@ class SagaGraph(GraphView):
         saga = Saga.objects.filter(pk=parse_uuid(saga_id)).first()
         if saga is None:
             raise NotFound(f"no saga with id {saga_id}")
-        return self.svg(graph.saga_svg(saga, list(SagaStep.objects.filter(saga=saga).order_by("index"))))
+        return self.svg(graph.saga_svg, saga, list(SagaStep.objects.filter(saga=saga).order_by("index")))
 
 
 urlpatterns = [

@@ -37,6 +37,7 @@ registers with `bind_loop`; before that nobody is listening and nothing is sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -69,6 +70,14 @@ def saga_group(saga_id) -> str:
 _datetime = DateTimeField()  # the API's format, so that a summary reads like the REST JSON
 
 
+@functools.cache
+def _serializers() -> dict:
+    """The API's serializers, built once: a new DRF serializer per message costs more than the message."""
+    from .api.serializers import AlertSerializer, EventSerializer, StepSerializer
+
+    return {"step": StepSerializer(), "event": EventSerializer(), "alert": AlertSerializer()}
+
+
 def saga_message(saga) -> dict:
     return {"type": "saga", "saga": {
         "id": str(saga.pk), "definition": saga.definition_name, "correlation_id": saga.correlation_id,
@@ -77,44 +86,44 @@ def saga_message(saga) -> dict:
     }}
 
 
-def step_message(saga, step) -> dict:
-    from .api.serializers import StepSerializer
+def step_message(saga_id, version: int, step) -> dict:
+    """`step` with its attempts prefetched (ordered as the API orders them: started_at, id)."""
+    return {"type": "step", "saga_id": str(saga_id), "version": version,
+            "step": _serializers()["step"].to_representation(step)}
 
-    return {"type": "step", "saga_id": str(saga.pk), "version": saga.version, "step": StepSerializer(step).data}
 
-
-def event_message(saga, event) -> dict:
-    from .api.serializers import EventSerializer
-
-    return {"type": "event", "saga_id": str(saga.pk), "version": saga.version,
-            "event": EventSerializer(event).data}
+def event_message(saga_id, version: int, event) -> dict:
+    return {"type": "event", "saga_id": str(saga_id), "version": version,
+            "event": _serializers()["event"].to_representation(event)}
 
 
 def alert_message(alert) -> dict:
-    from .api.serializers import AlertSerializer
-
-    return {"type": "alert", "alert": AlertSerializer(alert).data}
+    return {"type": "alert", "alert": _serializers()["alert"].to_representation(alert)}
 
 
 # --- publishing after commit -------------------------------------------------------------------
 
 def publish_after_commit(saga, steps: Iterable, events: Iterable) -> None:
-    """After the current transaction commits, tell the saga's watchers what changed."""
-    step_ids = [step.pk for step in steps]
+    """After the current transaction commits, tell the saga's watchers what changed.
+
+    `steps` are the step rows as this transaction wrote them; their attempts are read after commit
+    (one query), and the messages are built then too, so that nothing here lengthens the
+    transaction that holds the saga's row lock.
+    """
     summary = saga_message(saga)  # now: `saga` holds what this transaction wrote
-    tail = [event_message(saga, event) for event in events]
+    saga_id, version = saga.pk, saga.version
+    steps, events = sorted(steps, key=lambda step: step.index), list(events)
 
     def publish() -> None:
-        from django.db.models import Prefetch
+        from django.db.models import Prefetch, prefetch_related_objects
 
-        from .models import SagaStep, StepAttempt
+        from .models import StepAttempt
 
+        prefetch_related_objects(steps, Prefetch("attempts", StepAttempt.objects.order_by("started_at", "id")))
         messages = [summary]
-        if step_ids:
-            attempts = Prefetch("attempts", StepAttempt.objects.order_by("started_at", "id"))  # as the API has them
-            for step in SagaStep.objects.filter(pk__in=step_ids).order_by("index").prefetch_related(attempts):
-                messages.append(step_message(saga, step))
-        send(saga_group(saga.pk), messages + tail)
+        messages += [step_message(saga_id, version, step) for step in steps]
+        messages += [event_message(saga_id, version, event) for event in events]
+        send(saga_group(saga_id), messages)
         send_summary(summary)
 
     # robust: a failure to publish is logged and must not keep later callbacks (the next step's

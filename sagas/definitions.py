@@ -6,6 +6,8 @@ definition is judged the same way wherever it comes from.
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from django.conf import settings
 from django.db import transaction
@@ -119,6 +121,76 @@ def step_problems(steps: list[dict]) -> list[dict]:
                 errors[field_name] = [f"must be between {low} and {high}"]
         problems.append(errors)
     return problems
+
+
+ENGINE_EVENTS = frozenset({
+    "SagaStarted", "StepStarted", "StepSucceeded", "StepFailed", "StepRetrying", "CompensationStarted",
+    "StepCompensated", "CompensationFailed", "CompensationRetrying", "StepSkipped", "StepResolved", "SagaCompleted",
+    "SagaCompensating", "SagaCompensated", "SagaSuspended", "SagaFailed", "OperatorAction", "EventReceived",
+})
+EVENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,49}$")
+
+
+def choreography_problems(steps: list[dict]) -> list[str]:
+    """Why a choreography's events do not make a flow (an empty list when they do).
+
+    Every step listens to an event; exactly one listened event is emitted by no step (the start
+    event); no step can trigger itself again through the events it causes; every `compensate_on`
+    event is emitted by some step, and a step undone by an event has a compensation.
+    """
+    problems: list[str] = []
+    names = [step.get("name") or f"#{n}" for n, step in enumerate(steps, start=1)]
+    emitted = {step.get(key) for step in steps for key in ("emits", "emits_on_failure") if step.get(key)}
+    for name, step in zip(names, steps, strict=True):
+        events = [step.get("on"), step.get("emits"), step.get("emits_on_failure"), *(step.get("compensate_on") or [])]
+        for event in filter(None, events):
+            if not isinstance(event, str) or not EVENT_NAME.match(event):
+                problems.append(f"step {name}: {event!r} is not an event name (a letter, then up to 49 letters, "
+                                f"digits, '_', '.' or '-')")
+            elif event in ENGINE_EVENTS:
+                problems.append(f"step {name}: {event!r} is the name of one of sagaboard's own events")
+        if not step.get("on"):
+            problems.append(f"step {name}: a choreography step needs the event it reacts to (\"on\")")
+        for event in step.get("compensate_on") or []:
+            if event not in emitted:
+                problems.append(f"step {name}: its compensation would never run: no step emits {event!r}")
+        if step.get("compensate_on") and not step.get("compensation"):
+            problems.append(f"step {name}: compensate_on is set but the step has no compensation")
+    starts = list(dict.fromkeys(step["on"] for step in steps if step.get("on") and step["on"] not in emitted))
+    if len(starts) > 1:
+        problems.append(f"only one start event may be listened to, but no step emits any of {starts}: "
+                        f"every other event a step reacts to must be emitted by some step")
+    elif not starts and any(step.get("on") for step in steps):
+        problems.append("the flow has no start event: every event a step reacts to is emitted by some step")
+    if cycle := _event_cycle(names, steps):
+        problems.append(f"the steps trigger themselves in a loop: {' -> '.join(cycle)}")
+    return problems
+
+
+def _event_cycle(names: list[str], steps: list[dict]) -> list[str]:
+    """A loop in the graph step -> event it emits -> steps listening to it, as a list of names, or []."""
+    listeners: dict[str, list[int]] = {}
+    for index, step in enumerate(steps):
+        if step.get("on"):
+            listeners.setdefault(step["on"], []).append(index)
+    following = [[(event, after) for event in filter(None, (step.get("emits"), step.get("emits_on_failure")))
+                  for after in listeners.get(event, [])] for step in steps]
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+
+    def visit(index: int, path: list[str]) -> list[str]:
+        state[index] = 1
+        for event, after in following[index]:
+            if state.get(after) == 1:
+                return path + [names[index], event, names[after]]
+            if after not in state and (found := visit(after, path + [names[index], event])):
+                return found
+        state[index] = 2
+        return []
+
+    for index in range(len(steps)):
+        if index not in state and (found := visit(index, [])):
+            return found
+    return []
 
 
 @transaction.atomic

@@ -106,6 +106,12 @@ class DefinitionStepSerializer(serializers.Serializer):
     backoff_seconds = serializers.FloatField(required=False, allow_null=True)
     timeout_seconds = serializers.FloatField(required=False, allow_null=True)
     compensate_on_failure = serializers.BooleanField(required=False, default=False)
+    # Choreography (mode "choreography"): the event the step reacts to, what it publishes, what undoes it.
+    on = serializers.CharField(max_length=100, allow_blank=True, required=False)
+    emits = serializers.CharField(max_length=100, allow_blank=True, required=False)
+    emits_on_failure = serializers.CharField(max_length=100, allow_blank=True, required=False)
+    compensate_on = serializers.ListField(child=serializers.CharField(max_length=100), required=False,
+                                         max_length=50)
 
 
 class DefinitionSerializer(serializers.Serializer):
@@ -116,6 +122,8 @@ class DefinitionSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=["orchestration", "choreography"], default="orchestration")
     description = serializers.CharField(allow_blank=True, required=False, default="")
     on_failure = serializers.ChoiceField(choices=["compensate", "suspend"], default="compensate")
+    # Choreography: how long a flow may wait for its next event before a WARNING alert.
+    deadline_seconds = serializers.FloatField(required=False, allow_null=True, min_value=1, max_value=30 * 86400)
     steps = DefinitionStepSerializer(many=True, allow_empty=False,
                                      error_messages={"empty": "a definition needs at least one step"})
 
@@ -127,7 +135,9 @@ class DefinitionSerializer(serializers.Serializer):
             raise serializers.ValidationError(problems)
         return steps
 
-    def validate_mode(self, mode):
-        if mode == "choreography":
-            raise serializers.ValidationError("choreography definitions are not supported yet by this API")
-        return mode
+    def validate(self, data):
+        from ..definitions import choreography_problems
+
+        if data.get("mode") == "choreography" and (problems := choreography_problems(data.get("steps") or [])):
+            raise serializers.ValidationError({"steps": problems})
+        return data

@@ -28,6 +28,7 @@ from .models import Alert, Definition, DefinitionStep, Saga, SagaEvent, SagaStep
 log = logging.getLogger(__name__)
 viewer_required = permission_required(roles.VIEW, raise_exception=True)
 THROUGHPUT_MINUTES = 15
+EVENTS_SHOWN = 500  # the timeline shows a saga's latest events; the API pages through all of them
 STATS_SAGAS = 5000  # per-step statistics cover the latest sagas of a definition, so they stay cheap
 ID_PREFIX = re.compile(r"[0-9a-f]{4}[0-9a-f-]{0,32}")
 FINAL = ("completed", "compensated", "failed")
@@ -130,20 +131,19 @@ def saga_list(request):
 def saga_detail(request, saga_id):
     attempts = Prefetch("attempts", StepAttempt.objects.order_by("started_at", "id"))
     steps = Prefetch("steps", SagaStep.objects.order_by("index").prefetch_related(attempts))
-    events = Prefetch("events", SagaEvent.objects.order_by("seq"))
-    saga = get_object_or_404(Saga.objects.prefetch_related(steps, events), pk=saga_id)
+    saga = get_object_or_404(Saga.objects.prefetch_related(steps), pk=saga_id)
     saga_steps = list(saga.steps.all())
     for step in saga_steps:
         for attempt in step.attempts.all():
             attempt.duration = duration(attempt.started_at, attempt.finished_at)
-    events = list(saga.events.all())
+    events = list(SagaEvent.objects.filter(saga=saga).order_by("-seq")[:EVENTS_SHOWN])[::-1]
     for event in events:
         event.data_text = json.dumps(event.data, ensure_ascii=False)
     actions = [{"name": action.value, "help": ACTION_HELP[action.value], "valid_for": " ".join(sorted(valid)),
                 "valid": saga.status in valid} for action, valid in VALID_ACTIONS.items()]
     return render(request, "sagas/saga_detail.html", {
-        "saga": saga, "steps": saga_steps, "events": events, "actions": actions,
-        "any_action": any(a["valid"] for a in actions),
+        "saga": saga, "steps": saga_steps, "events": events, "events_hidden": saga.event_seq - len(events),
+        "actions": actions, "any_action": any(a["valid"] for a in actions),
         "svg": drawn(graph.saga_svg, saga, saga_steps),
         "context_json": json.dumps(saga.context, indent=2, sort_keys=True, ensure_ascii=False),
     })

@@ -176,11 +176,19 @@ def test_an_operator_watches_the_graph_change_live_and_resolves_a_failed_saga(br
     assert page.locator("#actions button[data-action]:visible").count() == 0
 
 
-def test_the_dialog_refuses_an_empty_reason(browser, server):
+def test_the_dialog_works_from_the_keyboard_and_refuses_an_empty_reason(browser, server):
     page = logged_in(browser, server, "otto")
     saga = server.start(CRITICAL, "browser-empty-reason")
     server.wait_status(saga["id"], {"failed"})
     page.goto(f"{server.url}/sagas/{saga['id']}/")
+
+    # Keyboard only: the button opens the dialog with the reason focused; Escape closes it.
+    page.get_by_role("button", name="Retry…").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Reason")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#action-dialog")).not_to_be_visible()
+    expect(page.get_by_role("button", name="Retry…")).to_be_focused()
 
     page.get_by_role("button", name="Retry…").click()
     page.get_by_label("Reason").fill("   ")

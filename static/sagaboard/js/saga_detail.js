@@ -62,7 +62,8 @@ function applyStep(step) {
       body.querySelector("tr.none")?.remove();
       body.append(fresh);
     } else if (old.dataset.sig !== fresh.dataset.sig) {
-      fresh.querySelector("details")?.toggleAttribute("open", !!old.querySelector("details[open]"));
+      const open = [...old.querySelectorAll("details")].map((d) => d.open);
+      fresh.querySelectorAll("details").forEach((d, i) => { d.open = !!open[i]; });
       old.replaceWith(fresh);
     }
   }
@@ -72,7 +73,7 @@ function applyStep(step) {
 function attemptRow(a) {
   const tr = document.createElement("tr");
   tr.dataset.attempt = `${a.kind}-${a.number}`;
-  tr.dataset.sig = [a.status, a.finished_at, a.error, (a.traceback || "").length].join("|");
+  tr.dataset.sig = [a.status, a.finished_at, a.error, (a.traceback || "").length, a.http_status].join("|");
   const cell = (text, cls) => {
     const td = document.createElement("td");
     if (cls) td.className = cls;
@@ -88,22 +89,31 @@ function attemptRow(a) {
   cell(duration(a.started_at, a.finished_at), "num");
   cell(a.idempotency_key, "mono key");
   const err = cell(undefined, "err");
+  if (a.http_status) {
+    const http = document.createElement("span");
+    http.className = "badge http";
+    http.textContent = `HTTP ${a.http_status}`;
+    err.append(http, " ");
+  }
   if (a.error) {
     const span = document.createElement("span");
     span.className = "error-text";
     span.textContent = a.error;
     err.append(span);
   }
-  if (a.traceback) {
-    const details = document.createElement("details");
-    const summary = document.createElement("summary");
-    summary.textContent = "Traceback";
-    const pre = document.createElement("pre");
-    pre.textContent = a.traceback;
-    details.append(summary, pre);
-    err.append(details);
-  }
+  if (a.response_excerpt) err.append(disclosure("Response", a.response_excerpt));
+  if (a.traceback) err.append(disclosure("Traceback", a.traceback));
   return tr;
+}
+
+function disclosure(title, text) {
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = title;
+  const pre = document.createElement("pre");
+  pre.textContent = text;
+  details.append(summary, pre);
+  return details;
 }
 
 function appendEvent(event) {
@@ -147,7 +157,8 @@ async function refresh() {
 
 async function resync() {
   await refresh();
-  const events = await api("GET", `/api/sagas/${sagaId}/events/?page_size=500`);
+  // The events missed are the newest: the last page holds them (DRF understands page=last).
+  const events = await api("GET", `/api/sagas/${sagaId}/events/?page_size=500&page=last`);
   if (events.ok) (events.body.results || events.body).forEach(appendEvent);
 }
 

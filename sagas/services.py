@@ -10,21 +10,24 @@ transaction: `tasks.py` claims, calls (see `execution.py`) and records in three 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from . import alerts, events, machine
+from . import alerts, choreography, events, machine
 from .machine import Kind, SagaStatus
 from .models import AuditEntry, Definition, Saga, SagaEvent, SagaStep, StepAttempt
 
 log = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 20
+# Choreography: the log entry of an event received (from outside, or the start event), before it is applied.
+RECEIVED = "EventReceived"
 
 
 class Conflict(Exception):
@@ -69,6 +72,18 @@ class _Loaded:
     saga: Saga
     steps: list[SagaStep]
     state: machine.SagaState = field(init=False)
+    # Choreography sagas only (see _load_flow): the flow's state, and the events received, in order.
+    flow: choreography.FlowState | None = field(init=False, default=None)
+    received: list[tuple[str, dict]] = field(init=False, default_factory=list)
+
+    @property
+    def rules(self):
+        """The rules that move this saga: `machine` (orchestration) or `choreography`, same interface."""
+        return machine if self.flow is None else choreography
+
+    @property
+    def rule_state(self):
+        return self.state if self.flow is None else self.flow
 
     def __post_init__(self) -> None:
         self.state = machine.SagaState(
@@ -89,11 +104,13 @@ class _Loaded:
 
 # --- starting ----------------------------------------------------------------------------------
 
-def start_saga(definition: Definition, context: dict, correlation_id: str) -> tuple[Saga, bool]:
+def start_saga(definition: Definition, context: dict, correlation_id: str, *,
+               publish_start: bool = True) -> tuple[Saga, bool]:
     """Create a saga pinned to `definition` and enqueue its first step.
 
     Idempotent on (definition name, correlation_id): the same pair again returns the existing
-    saga and False, starting nothing.
+    saga and False, starting nothing. A choreography starts by receiving its start event (unless
+    `publish_start` is False: the events API records the event that came first itself).
     """
     existing = Saga.objects.filter(definition_name=definition.name, correlation_id=correlation_id).first()
     if existing is not None:
@@ -109,10 +126,16 @@ def start_saga(definition: Definition, context: dict, correlation_id: str) -> tu
             SagaStep.objects.bulk_create(
                 SagaStep(saga=saga, index=s.index, name=s.name, action=s.action, compensation=s.compensation,
                          max_attempts=s.max_attempts, backoff_seconds=s.backoff_seconds,
-                         timeout_seconds=s.timeout_seconds, compensate_on_failure=s.compensate_on_failure)
+                         timeout_seconds=s.timeout_seconds, compensate_on_failure=s.compensate_on_failure,
+                         on=s.on, emits=s.emits, emits_on_failure=s.emits_on_failure, compensate_on=s.compensate_on)
                 for s in definition_steps
             )
-            _after_commit(saga, machine.Work(Kind.ACTION, 0), number=1, delay=0)
+            if definition.mode != Definition.Mode.CHOREOGRAPHY:
+                _after_commit(saga, machine.Work(Kind.ACTION, 0), number=1, delay=0)
+            elif publish_start:
+                loaded = _load(saga.pk)
+                _receive(loaded, choreography.start_event(loaded.flow.flows),
+                         {"source": "sagaboard", "data": context}, timezone.now())
             events.publish_after_commit(saga, [], [])
     except IntegrityError:
         # Another request started the same (definition, correlation_id) a moment before us.
@@ -141,15 +164,16 @@ def claim(saga_id: str, kind: Kind, index: int, number: int, worker: str = "") -
                 step = loaded.steps[index] if index < len(loaded.steps) else None
                 if step is None or _attempts_made(step, work.kind) != number - 1:
                     return None
-                state, prefix = loaded.state, ()
-                if state.status == SagaStatus.PENDING:
+                state, prefix = loaded.rule_state, ()
+                if state.status == SagaStatus.PENDING and loaded.flow is None:
+                    # Orchestration starts with its first call; a choreography starts with its start event.
                     started = machine.start(state)
                     state, prefix = started.state, started.events
                 try:
-                    transition = machine.claim(state, work)
+                    transition = loaded.rules.claim(state, work)
                 except machine.InvalidTransition:
                     return None
-                transition = machine.Transition(transition.state, prefix + transition.events)
+                transition = replace(transition, events=prefix + transition.events)
                 now = timezone.now()
                 key = step.idempotency_key(work.kind)
                 attempt = StepAttempt.objects.create(
@@ -209,14 +233,14 @@ def _settle(attempt: StepAttempt | Call, outcome: Outcome, now: datetime) -> Non
     work = machine.Work(Kind(attempt.kind), step.index)
     saga_fields: dict[str, Any] = {}
     if outcome.succeeded:
-        transition = machine.succeeded(loaded.state, work)
+        transition = loaded.rules.succeeded(loaded.rule_state, work)
         if outcome.output and work.kind == Kind.ACTION:
             saga_fields["context"] = {**loaded.saga.context, **outcome.output}
         event_data = {"attempt": number}
     else:
         in_round = number - step.round_start + 1
         retryable = not outcome.permanent and in_round < step.max_attempts
-        transition = machine.failed(loaded.state, work, retryable)
+        transition = loaded.rules.failed(loaded.rule_state, work, retryable)
         saga_fields["error"] = f"{step.name} {work.kind} attempt {number}: {outcome.error}"[:10_000]
         event_data = {"attempt": number, "error": outcome.error[:2000]}
     delay = 0.0
@@ -224,10 +248,13 @@ def _settle(attempt: StepAttempt | Call, outcome: Outcome, now: datetime) -> Non
         delay = step.backoff_seconds * (2 ** max(0, number - step.round_start))
         saga_fields["wake_at"] = now + timedelta(seconds=delay)
         event_data["retry_in_seconds"] = delay
-    _write(loaded, transition, now, step_fields={step.index: {}}, saga_fields=saga_fields, event_data=event_data)
-    if transition.work is not None:
-        _after_commit(loaded.saga, transition.work, _attempts_made(loaded.steps[transition.work.index],
-                                                                    transition.work.kind) + 1, delay)
+    # Choreography: the event a step's outcome publishes is written in this same transaction.
+    published = _published_data(loaded, transition, source="sagaboard", step=step.name, attempt=number,
+                                data=outcome.output or {}, **({} if outcome.succeeded else {"error": outcome.error[:2000]}))
+    _write(loaded, transition, now, step_fields={step.index: {}}, saga_fields=saga_fields, event_data=event_data,
+           data_by_type=published)
+    for due in _due(transition):
+        _after_commit(loaded.saga, due, _attempts_made(loaded.steps[due.index], due.kind) + 1, delay)
 
 
 # --- operators ---------------------------------------------------------------------------------
@@ -242,7 +269,7 @@ def act(saga_id: str, action: str, user, reason: str) -> Saga:
         in_flight = StepAttempt.objects.filter(saga_id=saga_id, status=StepAttempt.Status.RUNNING,
                                                kind=Kind.ACTION).exists()
         try:
-            transition = machine.act(loaded.state, operator_action, in_flight=in_flight)
+            transition = loaded.rules.act(loaded.rule_state, operator_action, in_flight=in_flight)
         except machine.InvalidTransition as exc:
             raise NotAllowed(str(exc)) from None
         now = timezone.now()
@@ -253,17 +280,17 @@ def act(saga_id: str, action: str, user, reason: str) -> Saga:
             stuck = loaded.steps[transition.work.index]
             step_fields[stuck.index] = {"round_start": _attempts_made(stuck, transition.work.kind) + 1}
         operator_event = machine.Event("OperatorAction")
-        transition = machine.Transition(transition.state, (operator_event, *transition.events), transition.work)
+        transition = replace(transition, events=(operator_event, *transition.events))
         event_data = {"action": action, "reason": reason, "user": user.get_username(),
                       "status_before": status_before, "status_after": transition.state.status.value}
         _write(loaded, transition, now, step_fields=step_fields, saga_fields={"wake_at": None},
-               event_data=event_data)
+               event_data=event_data, data_by_type=_published_data(loaded, transition, source="operator",
+                                                                   user=user.get_username(), reason=reason))
         AuditEntry.objects.create(saga=loaded.saga, user=user, username=user.get_username(), action=action,
                                   reason=reason, status_before=status_before,
                                   status_after=transition.state.status.value)
-        if transition.work is not None:
-            _after_commit(loaded.saga, transition.work,
-                          _attempts_made(loaded.steps[transition.work.index], transition.work.kind) + 1, 0)
+        for due in _due(transition):
+            _after_commit(loaded.saga, due, _attempts_made(loaded.steps[due.index], due.kind) + 1, 0)
     loaded.saga.refresh_from_db()
     return loaded.saga
 
@@ -288,14 +315,25 @@ def recover(now: datetime | None = None) -> dict[str, int]:
         .exclude(wake_at__gt=now).exclude(attempts__status=StepAttempt.Status.RUNNING).values_list("pk", flat=True)
     for saga_id in candidates[:500]:
         due = next_work(saga_id)
-        if due is not None:
+        if due is None and _has_unapplied_event(saga_id):
+            # Choreography: a received event whose publish task was lost.
+            Saga.objects.filter(pk=saga_id).update(wake_at=now + timedelta(seconds=settings.SAGABOARD_STALL_SECONDS))
+            _enqueue_publish(saga_id, "")
+            stalled += 1
+        elif due is not None:
             # Not again before another quiet spell, so a long queue does not fill up with copies.
             Saga.objects.filter(pk=saga_id).update(wake_at=now + timedelta(seconds=settings.SAGABOARD_STALL_SECONDS))
             _enqueue(saga_id, *due, 0)
             stalled += 1
-    if lost or stalled:
-        log.warning("recovery: %d lost attempts settled, %d stalled sagas woken", lost, stalled)
-    return {"lost_attempts": lost, "stalled_sagas": stalled}
+    late = check_deadlines(now)
+    if lost or stalled or late:
+        log.warning("recovery: %d lost attempts settled, %d stalled sagas woken, %d flows late", lost, stalled, late)
+    return {"lost_attempts": lost, "stalled_sagas": stalled, "late_flows": late}
+
+
+def _has_unapplied_event(saga_id) -> bool:
+    loaded = _load(saga_id)
+    return loaded is not None and loaded.flow is not None and _applicable_received(loaded) is not None
 
 
 def next_work(saga_id) -> tuple[machine.Work, int] | None:
@@ -303,22 +341,180 @@ def next_work(saga_id) -> tuple[machine.Work, int] | None:
     loaded = _load(saga_id)
     if loaded is None:
         return None
-    state = loaded.state
-    if state.status == SagaStatus.PENDING:
+    state = loaded.rule_state
+    if state.status == SagaStatus.PENDING and loaded.flow is None:
         state = machine.start(state).state
-    work = machine.expected_work(state)
+    work = loaded.rules.expected_work(state)
     if work is None:
         return None
     return work, _attempts_made(loaded.steps[work.index], work.kind) + 1
 
 
+# --- choreography: events received and published -------------------------------------------------
+# An event travels through the worker queue: it is recorded as received (EventReceived, in the
+# transaction that starts the saga or that the events API runs), and `tasks.publish_event` applies
+# it. An event a step's outcome publishes is written in the same transaction as that outcome
+# (durable with it, and one queue hop fewer); the calls it makes due are enqueued after commit.
+
+def receive_event(definition: Definition, correlation_id: str, event_type: str, source: str = "",
+                  data: dict | None = None, event_id: str = "") -> tuple[Saga, str]:
+    """Record an event reported by a service outside sagaboard, to be applied by a worker.
+
+    The first event for a correlation id creates the saga (the start event's data is its context).
+    Returns the saga and "started", "recorded", or "duplicate" when an event with this id was
+    recorded for the saga before (nothing is written then).
+    """
+    data = data if isinstance(data, dict) else {}
+    flows = [choreography.Flow(s.on, s.emits, s.emits_on_failure) for s in definition.steps.all()]
+    first = choreography.start_event(flows)
+    saga, created = start_saga(definition, data if event_type == first else {}, correlation_id, publish_start=False)
+    body = {"type": event_type, "id": event_id, "source": source, "correlation_id": correlation_id, "data": data}
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            with transaction.atomic():
+                loaded = _load(saga.pk)
+                if event_id and any(received.get("id") == event_id for _, received in loaded.received):
+                    return loaded.saga, "duplicate"
+                _receive(loaded, event_type, body, timezone.now())
+        except Conflict:
+            continue
+        return loaded.saga, "started" if created else "recorded"
+    raise Conflict(f"saga {saga.pk}: could not record {event_type} after {CONFLICT_RETRIES} tries")
+
+
+def publish_event(saga_id, event_type: str = "") -> int:
+    """Apply the received events that can be applied now, in flow order; returns how many were.
+
+    An event that came early (before the event its emitter listens to) stays held until that one
+    has been published, then is applied with it. Safe to repeat: an event is published once.
+    """
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            with transaction.atomic():
+                loaded = _load(saga_id)
+                if loaded is None or loaded.flow is None:
+                    return 0
+                return _apply_received(loaded, timezone.now())
+        except Conflict:
+            continue
+    raise Conflict(f"saga {saga_id}: could not publish {event_type or 'its events'} after {CONFLICT_RETRIES} tries")
+
+
+def _apply_received(loaded: _Loaded, now: datetime) -> int:
+    applied = 0
+    while waiting := _applicable_received(loaded):
+        event_type, body = waiting
+        transition = choreography.published(loaded.flow, event_type, observed=True)
+        data = body.get("data")
+        saga_fields = {"context": {**loaded.saga.context, **data}} if isinstance(data, dict) and data else {}
+        _write(loaded, transition, now, saga_fields=saga_fields,
+               event_data={"observed": True, "source": body.get("source", "")},
+               data_by_type={event_type: {"correlation_id": loaded.saga.correlation_id, "source": body.get("source", ""),
+                                          "id": body.get("id", ""), "data": data if isinstance(data, dict) else {}}})
+        for due in _due(transition):
+            _after_commit(loaded.saga, due, _attempts_made(loaded.steps[due.index], due.kind) + 1, 0)
+        loaded.flow, loaded.state = transition.flow, transition.state
+        applied += 1
+    return applied
+
+
+def _applicable_received(loaded: _Loaded) -> tuple[str, dict] | None:
+    """The first received event not yet published that can be applied now."""
+    return next(((event_type, body) for event_type, body in loaded.received
+                 if event_type not in loaded.flow.published and choreography.applicable(loaded.flow, event_type)),
+                None)
+
+
+def _receive(loaded: _Loaded, event_type: str, body: dict, now: datetime) -> None:
+    _write(loaded, choreography.Transition(loaded.flow, (machine.Event(RECEIVED),)), now,
+           data_by_type={RECEIVED: {"type": event_type, **body}})
+    loaded.received.append((event_type, body))
+    saga_id = loaded.saga.pk
+    transaction.on_commit(lambda: _enqueue_publish(saga_id, event_type))
+
+
+def _load_flow(loaded: _Loaded) -> None:
+    """A choreography's state: each step's flow, and from the event log what was published and received."""
+    flows = tuple(choreography.Flow(s.on, s.emits, s.emits_on_failure, tuple(s.compensate_on or ()))
+                  for s in loaded.steps)
+    names = {e for f in flows for e in (f.on, f.emits, f.emits_on_failure, *f.compensate_on) if e}
+    rows = SagaEvent.objects.filter(saga_id=loaded.saga.pk).filter(
+        Q(type__in=names) | Q(type=RECEIVED) | Q(type="OperatorAction", data__action="compensate"),
+    ).order_by("seq").values_list("type", "data")
+    published, rollback = set(), False
+    for event_type, data in rows:
+        if event_type == RECEIVED:
+            loaded.received.append((data.get("type", ""), data))
+        elif event_type == "OperatorAction":
+            rollback = True
+        else:
+            published.add(event_type)
+    loaded.flow = choreography.FlowState(loaded.state, flows, frozenset(published), rollback)
+
+
+def _published_data(loaded: _Loaded, transition, **data) -> dict[str, dict]:
+    """Choreography: the data written with each business event that `transition` publishes."""
+    if loaded.flow is None:
+        return {}
+    return {name: {"correlation_id": loaded.saga.correlation_id, **data}
+            for name in transition.flow.published - loaded.flow.published}
+
+
+def _due(transition) -> tuple[machine.Work, ...]:
+    """The calls a transition makes due: at most one in orchestration, any number in choreography (fan-out)."""
+    works = getattr(transition, "works", None)
+    if works is not None:
+        return works
+    return () if transition.work is None else (transition.work,)
+
+
+def _enqueue_publish(saga_id, event_type: str) -> None:
+    from .tasks import publish_event as publish_task
+
+    if settings.SAGABOARD_ENQUEUE:
+        publish_task.delay(str(saga_id), event_type)
+
+
+def check_deadlines(now: datetime | None = None) -> int:
+    """Choreography: one WARNING alert (and a WaitedTooLong event) for each flow that has waited longer
+    than its definition's `deadline_seconds` for its next event. Returns how many were raised."""
+    now = now or timezone.now()
+    late = Saga.objects.filter(
+        status__in=[s.value for s in machine.ACTIVE], definition__mode=Definition.Mode.CHOREOGRAPHY,
+        definition__deadline_seconds__isnull=False,
+    ).exclude(events__type="WaitedTooLong").select_related("definition").only(
+        "pk", "updated_at", "definition__deadline_seconds")
+    raised = 0
+    for saga in late[:500]:
+        deadline = saga.definition.deadline_seconds
+        if saga.updated_at > now - timedelta(seconds=deadline):
+            continue
+        with transaction.atomic():
+            loaded = _load(saga.pk)
+            if loaded is None or loaded.saga.updated_at != saga.updated_at:
+                continue  # it moved meanwhile
+            waiting_for = choreography.expected_events(loaded.flow)
+            try:
+                _write(loaded, choreography.Transition(loaded.flow, (machine.Event("WaitedTooLong"),)), now,
+                       data_by_type={"WaitedTooLong": {"deadline_seconds": deadline, "waiting_for": waiting_for,
+                                                       "since": saga.updated_at.isoformat()}})
+            except Conflict:
+                continue
+            alerts.waited_too_long(loaded.saga, deadline, waiting_for)
+        raised += 1
+    return raised
+
+
 # --- writing -----------------------------------------------------------------------------------
 
 def _load(saga_id) -> _Loaded | None:
-    saga = Saga.objects.filter(pk=saga_id).first()
+    saga = Saga.objects.select_related("definition").filter(pk=saga_id).first()
     if saga is None:
         return None
-    return _Loaded(saga, list(saga.steps.order_by("index")))
+    loaded = _Loaded(saga, list(saga.steps.order_by("index")))
+    if saga.definition.mode == Definition.Mode.CHOREOGRAPHY:
+        _load_flow(loaded)
+    return loaded
 
 
 def _attempt_counter(kind: Kind) -> str:
@@ -331,8 +527,12 @@ def _attempts_made(step: SagaStep, kind: Kind) -> int:
 
 def _write(loaded: _Loaded, transition: machine.Transition, now: datetime, *,
            step_fields: dict[int, dict] | None = None, saga_fields: dict | None = None,
-           event_data: dict | None = None) -> None:
-    """Write a transition: the saga (conditionally on its version), changed steps, events, alerts."""
+           event_data: dict | None = None, data_by_type: dict[str, dict] | None = None) -> None:
+    """Write a transition: the saga (conditionally on its version), changed steps, events, alerts.
+
+    `data_by_type` gives the data of events of those types (choreography's received and published events).
+    """
+    data_by_type = data_by_type or {}
     saga, new = loaded.saga, transition.state
     step_fields = dict(step_fields or {})
     for index, (old_step, new_step) in enumerate(zip(loaded.state.steps, new.steps, strict=True)):
@@ -356,7 +556,8 @@ def _write(loaded: _Loaded, transition: machine.Transition, now: datetime, *,
     created = SagaEvent.objects.bulk_create(
         SagaEvent(saga_id=saga.pk, seq=saga.event_seq + i, type=event.type, at=now,
                   step=None if event.step is None else new.steps[event.step].name,
-                  data=event_data if event.step is not None or event.type == "OperatorAction" else {})
+                  data=data_by_type[event.type] if event.type in data_by_type else
+                  event_data if event.step is not None or event.type == "OperatorAction" else {})
         for i, event in enumerate(transition.events, start=1)
     )
     old_status = saga.status

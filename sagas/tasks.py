@@ -21,6 +21,12 @@ def run_step(saga_id: str, kind: str, index: int, number: int) -> None:
     services.record_outcome(call, execution.make_call(call))
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def publish_event(saga_id: str, event_type: str = "") -> None:
+    """Choreography: apply a received event (and any held event it unblocks); the calls it makes due follow."""
+    services.publish_event(saga_id, event_type)
+
+
 @shared_task(ignore_result=True)
 def recover() -> dict:
     return services.recover()

@@ -35,6 +35,17 @@ def status_changed(saga: Saga, old_status: str, new_status: str) -> None:
     transaction.on_commit(lambda: _notify(alert.pk))
 
 
+def waited_too_long(saga: Saga, deadline_seconds: float, waiting_for: list[str]) -> Alert:
+    """Choreography: a WARNING when a flow has waited longer than its deadline for its next event."""
+    expected = ", ".join(waiting_for) or "its next event"
+    alert = Alert.objects.create(saga=saga, severity=Alert.Severity.WARNING, message=(
+        f"WARNING: saga {saga.definition_name} {saga.pk} ({saga.correlation_id}) has waited more than "
+        f"{deadline_seconds:g} s for its next event (expected: {expected})."))
+    events.alert_after_commit(alert)
+    transaction.on_commit(lambda: _notify(alert.pk))
+    return alert
+
+
 def _message(saga: Saga, status: str) -> str:
     if status == SagaStatus.FAILED:
         head = f"CRITICAL: saga {saga.definition_name} {saga.pk} ({saga.correlation_id}) failed: a compensation " \

@@ -1,4 +1,5 @@
-"""The demo definitions of CONTRACT.md section 6, and `order-fulfilment-http`.
+"""The demo definitions of CONTRACT.md section 6 (`order-fulfilment`, `order-fulfilment-choreography`),
+and `order-fulfilment-http`.
 
 `order-fulfilment-http` is the same order over HTTP: its steps call the demo services that
 sagaboard itself serves under /demo/services/ (sagas/demo/http_services.py), at
@@ -44,7 +45,33 @@ def order_fulfilment_http(base_url: str) -> dict:
     }
 
 
-DEMO_DEFINITIONS = [ORDER_FULFILMENT]
+# The same order as events between services (CONTRACT.md section 2, "Choreography"): no step calls
+# the next; each reacts to an event and publishes one. A payment failure releases the inventory; a
+# shipment failure refunds the payment and releases the inventory too.
+ORDER_FULFILMENT_CHOREOGRAPHY = {
+    "name": "order-fulfilment-choreography",
+    "mode": "choreography",
+    "on_failure": "compensate",
+    "description": "The same order as events between services: OrderCreated -> InventoryReserved -> "
+                   "PaymentProcessed -> ShipmentCreated -> CustomerNotified; PaymentFailed releases the inventory.",
+    "deadline_seconds": 60,
+    "steps": [
+        {"name": "reserve_inventory", "action": "demo.inventory.reserve", "compensation": "demo.inventory.release",
+         "on": "OrderCreated", "emits": "InventoryReserved", "compensate_on": ["PaymentFailed", "ShipmentFailed"],
+         "max_attempts": 3, "backoff_seconds": 0.2, "timeout_seconds": 30},
+        {"name": "charge_payment", "action": "demo.payment.charge", "compensation": "demo.payment.refund",
+         "on": "InventoryReserved", "emits": "PaymentProcessed", "emits_on_failure": "PaymentFailed",
+         "compensate_on": ["ShipmentFailed"], "max_attempts": 3, "backoff_seconds": 0.2, "timeout_seconds": 30},
+        {"name": "create_shipment", "action": "demo.shipping.create", "compensation": "demo.shipping.cancel",
+         "on": "PaymentProcessed", "emits": "ShipmentCreated", "emits_on_failure": "ShipmentFailed",
+         "max_attempts": 3, "backoff_seconds": 0.2, "timeout_seconds": 30},
+        {"name": "send_notification", "action": "demo.notification.send", "compensation": None,
+         "on": "ShipmentCreated", "emits": "CustomerNotified", "max_attempts": 3, "backoff_seconds": 0.2,
+         "timeout_seconds": 30},
+    ],
+}
+
+DEMO_DEFINITIONS = [ORDER_FULFILMENT, ORDER_FULFILMENT_CHOREOGRAPHY]
 
 
 def demo_definitions() -> list[dict]:

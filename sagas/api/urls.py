@@ -12,4 +12,4 @@ router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("audit", views.AuditViewSet, basename="audit")
 router.register("demo/effects", views.EffectViewSet, basename="effect")
 
-urlpatterns = [path("", include("sagas.api.graphs")), path("", include(router.urls))]
+urlpatterns = [path("", include("sagas.api.graphs")), path("", include("sagas.api.events")), path("", include(router.urls))]

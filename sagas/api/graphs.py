@@ -15,7 +15,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from .. import graph
+from .. import choreography_graph as graph  # either kind of definition
 from ..models import Definition, DefinitionStep, Saga, SagaStep
 from .permissions import IsViewer
 from .views import parse_uuid

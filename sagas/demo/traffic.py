@@ -11,6 +11,7 @@ from django.db import close_old_connections
 
 from .. import definitions, services
 
+CHOREOGRAPHY, CHOREOGRAPHY_SHARE = "order-fulfilment-choreography", 0.2
 STEPS = ("reserve_inventory", "charge_payment", "create_shipment", "send_notification")
 COMPENSABLE = STEPS[:3]
 
@@ -62,7 +63,10 @@ def run(rate: float, duration: float | None = None, mix: str = "default",
     started, begin = 0, time.monotonic()
     try:
         while not stop.is_set() and (duration is None or time.monotonic() - begin < duration):
-            start_one(rng, mix)
+            # One saga in five is the choreographed order (same services, same fault injection keys),
+            # when loaddemo has created it.
+            choreographed = rng.random() < CHOREOGRAPHY_SHARE and definitions.latest(CHOREOGRAPHY) is not None
+            start_one(rng, mix, CHOREOGRAPHY if choreographed else "order-fulfilment")
             started += 1
             next_at = begin + started / rate
             stop.wait(max(0.0, next_at - time.monotonic()))

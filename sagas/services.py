@@ -255,6 +255,7 @@ def _settle(attempt: StepAttempt | Call, outcome: Outcome, now: datetime) -> Non
            data_by_type=published)
     for due in _due(transition):
         _after_commit(loaded.saga, due, _attempts_made(loaded.steps[due.index], due.kind) + 1, delay)
+    _apply_held(loaded, transition, now)
 
 
 # --- operators ---------------------------------------------------------------------------------
@@ -291,6 +292,7 @@ def act(saga_id: str, action: str, user, reason: str) -> Saga:
                                   status_after=transition.state.status.value)
         for due in _due(transition):
             _after_commit(loaded.saga, due, _attempts_made(loaded.steps[due.index], due.kind) + 1, 0)
+        _apply_held(loaded, transition, now)
     loaded.saga.refresh_from_db()
     return loaded.saga
 
@@ -416,6 +418,13 @@ def _apply_received(loaded: _Loaded, now: datetime) -> int:
         loaded.flow, loaded.state = transition.flow, transition.state
         applied += 1
     return applied
+
+
+def _apply_held(loaded: _Loaded, transition, now: datetime) -> None:
+    """Choreography: after `transition` was written, apply the held events that what it published unblocks."""
+    if loaded.flow is not None and loaded.received:
+        loaded.flow, loaded.state = transition.flow, transition.state
+        _apply_received(loaded, now)
 
 
 def _applicable_received(loaded: _Loaded) -> tuple[str, dict] | None:

@@ -8,6 +8,7 @@ the production topology.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -105,7 +106,9 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # Redis pub/sub ignores the db number: name the channels after it, so that deployments (and
+            # test runs) sharing one Redis on different dbs never see each other's live updates.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"sagaboard:{urlsplit(REDIS_URL).path.strip('/') or '0'}"},
         }
     }
 

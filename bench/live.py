@@ -161,7 +161,7 @@ def main() -> None:
                                 "-c", str(args.concurrency), "--loglevel=error", "-n", f"live-{secrets.token_hex(3)}@%h"],
                                env))
         wait_for_port(port)
-        report = measure(args, env, port, processes)
+        report = measure(args, env, port, processes, database)
     finally:
         for process in processes:
             stop(process)
@@ -169,7 +169,7 @@ def main() -> None:
     print(report)
 
 
-def measure(args, env: dict, port: int, processes: list[subprocess.Popen]) -> str:
+def measure(args, env: dict, port: int, processes: list[subprocess.Popen], database: str) -> str:
     from playwright.sync_api import sync_playwright
 
     base = f"http://127.0.0.1:{port}"
@@ -194,6 +194,7 @@ def measure(args, env: dict, port: int, processes: list[subprocess.Popen]) -> st
             processes.append(spawn([sys.executable, "manage.py", "demo_traffic", "--rate", str(traffic), "--duration",
                                     str(args.duration), "--failure-mix", "none"], env))
         started = time.time()
+        psql("SELECT 1", database)  # warm: the throughput query below must not wait on a cold start
         page.evaluate("([rate, seconds]) => startBench(rate, seconds)", [args.watch_rate, args.duration])
         deadline = time.monotonic() + args.duration + 30
         while time.monotonic() < deadline:
@@ -215,8 +216,14 @@ def measure(args, env: dict, port: int, processes: list[subprocess.Popen]) -> st
     print(f"overview (/ws/sagas/, coalesced): {bench['overviewMessages']} messages in {args.duration:.0f} s, "
           f"{len(overview)} summaries; summary commit -> DOM p50={percentile(overview, 50):.1f}ms "
           f"p99={percentile(overview, 99):.1f}ms")
+    rows = psql(f"SELECT count(*), count(*) FILTER (WHERE finished_at <= to_timestamp({started + args.duration})), "
+                f"count(*) FILTER (WHERE finished_at IS NOT NULL) FROM sagas_saga", database)
+    total, in_time, finished = (int(x) for x in rows.split("|"))
+    print(f"throughput: {total} sagas started, {in_time} finished within the {args.duration:.0f} s of traffic "
+          f"({in_time / args.duration:.1f}/s), {finished} by the end")
     print(f"step result commit -> DOM (n={len(results)}): min={min(results):.1f}ms "
           f"mean={statistics.fmean(results):.1f}ms max={max(results):.1f}ms")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return f"p50={percentile(results, 50):.1f}ms p99={percentile(results, 99):.1f}ms"
 
 
@@ -272,9 +279,9 @@ def flush_redis(url: str) -> None:
     redis.Redis.from_url(url).flushdb()
 
 
-def psql(sql: str) -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-qAtc", sql], check=True,
-                   stdin=subprocess.DEVNULL)
+def psql(sql: str, database: str = "postgres") -> str:
+    return subprocess.run(["psql", "-h", "127.0.0.1", "-U", "root", "-d", database, "-qAtc", sql], check=True,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True).stdout.strip()
 
 
 if __name__ == "__main__":

@@ -110,6 +110,10 @@ class StepFormSet(BaseInlineFormSet):
         for (_, form), errors in zip(live, definitions.step_problems(self.ordered_steps), strict=True):
             for field_name, problems in errors.items():
                 form.add_error(field_name if field_name in form.fields else None, problems)
+        # The mode as posted with the definition's own form (the formset only sees the saved one).
+        if self.data.get("mode", self.instance.mode) == Definition.Mode.CHOREOGRAPHY:
+            if problems := definitions.choreography_problems(self.ordered_steps):
+                raise ValidationError(problems)
 
 
 def _step_data(cleaned: dict) -> dict:
@@ -126,7 +130,8 @@ class StepInline(admin.TabularInline):
     ordering = ("index",)
 
     def get_fields(self, request, obj=None):
-        if obj is not None and obj.mode == Definition.Mode.CHOREOGRAPHY:
+        # A new definition may be either kind; an orchestration has no use for the event fields.
+        if obj is None or obj.mode == Definition.Mode.CHOREOGRAPHY:
             return STEP_FIELDS + CHOREOGRAPHY_FIELDS
         return STEP_FIELDS
 
@@ -145,7 +150,7 @@ class DefinitionAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         fields = ["name", "mode", "on_failure", "description"]
-        if obj is not None and obj.mode == Definition.Mode.CHOREOGRAPHY:
+        if obj is None or obj.mode == Definition.Mode.CHOREOGRAPHY:
             fields.append("deadline_seconds")
         if obj is not None:
             fields += ["version", "created_at", "created_by", "version_list", "graph_preview"]

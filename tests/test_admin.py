@@ -6,6 +6,8 @@ the ORM (Playwright's event loop would refuse it), only HTTP.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import Client
 from playwright.sync_api import expect, sync_playwright
@@ -175,6 +177,38 @@ def test_an_invalid_change_is_refused_with_the_error_and_nothing_saved(admin_cli
     assert message in response.content.decode()
     assert Definition.objects.filter(name="order").count() == 1
     assert step_names(order) == ["reserve_inventory", "charge_payment", "send_notification"]
+
+
+@pytest.fixture
+def choreography(db) -> Definition:
+    from sagas.demo.definitions import ORDER_FULFILMENT_CHOREOGRAPHY
+
+    definition, _ = definitions.save_version(ORDER_FULFILMENT_CHOREOGRAPHY)
+    return definition
+
+
+def choreography_steps(definition: Definition) -> list[dict]:
+    return [{**step, "on": s.on, "emits": s.emits, "emits_on_failure": s.emits_on_failure,
+             "compensate_on": json.dumps(s.compensate_on)}
+            for step, s in zip(current_steps(definition), definition.steps.all(), strict=True)]
+
+
+def test_a_choreography_keeps_its_events_in_the_new_version(admin_client, choreography):
+    steps = choreography_steps(choreography)
+    steps[3]["max_attempts"] = 4
+    admin_client.post(change_url(choreography), form_data(choreography, steps, mode="choreography"))
+    latest = definitions.latest(choreography.name)
+    assert latest.version == 2
+    assert definitions.diff(choreography, latest)["steps"]["changed"] == [
+        {"name": "send_notification", "fields": {"max_attempts": {"from": 3, "to": 4}}}]
+
+
+def test_a_choreography_whose_events_make_no_flow_is_refused(admin_client, choreography):
+    steps = choreography_steps(choreography)
+    steps[1]["on"] = ""
+    response = admin_client.post(change_url(choreography), form_data(choreography, steps, mode="choreography"))
+    assert "a choreography step needs the event it reacts to" in response.content.decode()
+    assert Definition.objects.filter(name=choreography.name).count() == 1
 
 
 # --- deleting ----------------------------------------------------------------------------------

@@ -193,3 +193,14 @@ def test_only_admins_import_but_viewers_export(two_versions, operator_api, viewe
     assert anonymous_api.get("/api/definitions/export/").status_code in (401, 403)
     assert viewer_api.get("/api/definitions/export/").status_code == 200
     assert Definition.objects.filter(name="order").count() == 2
+
+
+def test_the_demo_definitions_of_every_kind_round_trip(demo_definitions, admin_api):
+    exported = admin_api.get("/api/definitions/export/").json()
+    assert {d["name"]: d["mode"] for d in exported} == {
+        "order-fulfilment": "orchestration", "order-fulfilment-choreography": "choreography",
+        "order-fulfilment-http": "orchestration"}
+    Definition.objects.all().delete()
+    response = admin_api.post("/api/definitions/import/", exported, format="json")
+    assert response.status_code == 200, response.json()
+    assert admin_api.get("/api/definitions/export/").json() == exported  # each back as version 1

@@ -216,11 +216,14 @@ def measure(args, env: dict, port: int, processes: list[subprocess.Popen], datab
     print(f"overview (/ws/sagas/, coalesced): {bench['overviewMessages']} messages in {args.duration:.0f} s, "
           f"{len(overview)} summaries; summary commit -> DOM p50={percentile(overview, 50):.1f}ms "
           f"p99={percentile(overview, 99):.1f}ms")
-    rows = psql(f"SELECT count(*), count(*) FILTER (WHERE finished_at <= to_timestamp({started + args.duration})), "
-                f"count(*) FILTER (WHERE finished_at IS NOT NULL) FROM sagas_saga", database)
-    total, in_time, finished = (int(x) for x in rows.split("|"))
-    print(f"throughput: {total} sagas started, {in_time} finished within the {args.duration:.0f} s of traffic "
-          f"({in_time / args.duration:.1f}/s), {finished} by the end")
+    end = started + args.duration
+    rows = psql(f"SELECT count(*), count(*) FILTER (WHERE finished_at <= to_timestamp({end})), "
+                f"(SELECT count(*) FROM sagas_sagaevent WHERE type IN ('StepSucceeded', 'StepFailed') "
+                f"AND at <= to_timestamp({end})) FROM sagas_saga", database)
+    total, in_time, results_in_time = (int(x) for x in rows.split("|"))
+    print(f"throughput during the {args.duration:.0f} s of traffic: {total} sagas started ({total / args.duration:.1f}/s), "
+          f"{in_time} finished, {results_in_time / args.duration:.1f} step results/s "
+          f"(a saga is 4 step results: keeping up at {args.rate:.0f} sagas/s takes {4 * args.rate:.0f}/s)")
     print(f"step result commit -> DOM (n={len(results)}): min={min(results):.1f}ms "
           f"mean={statistics.fmean(results):.1f}ms max={max(results):.1f}ms")
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

@@ -47,7 +47,8 @@ from .machine import (
 )
 
 __all__ = ["Flow", "FlowState", "Transition", "InvalidTransition", "start", "published", "applicable", "claim",
-           "succeeded", "failed", "act", "expected_work", "expected_works", "expected_events", "start_event"]
+           "succeeded", "failed", "act", "expected_work", "expected_works", "expected_events", "start_event",
+           "flow_events"]
 
 IN_FLIGHT = {StepStatus.RUNNING: Kind.ACTION, StepStatus.COMPENSATING: Kind.COMPENSATION}
 
@@ -115,6 +116,22 @@ def start_event(flows: tuple[Flow, ...] | list[Flow]) -> str:
     """The flow's start event: the one event that steps listen to and no step emits."""
     emitted = {e for f in flows for e in (f.emits, f.emits_on_failure) if e}
     return next((f.on for f in flows if f.on and f.on not in emitted), "")
+
+
+def flow_events(flows: tuple[Flow, ...] | list[Flow]) -> list[str]:
+    """Every event of the flow in the order the definition expects them: from the start event, each
+    event followed by what its listeners publish (success first), breadth first."""
+    order: list[str] = []
+    queue = [start_event(flows)] if flows else []
+    while queue:
+        event = queue.pop(0)
+        if not event or event in order:
+            continue
+        order.append(event)
+        for flow in flows:
+            if flow.on == event:
+                queue += [flow.emits, flow.emits_on_failure]
+    return order + [e for f in flows for e in (f.emits, f.emits_on_failure) if e and e not in order]
 
 
 # --- what is due ---------------------------------------------------------------------------------

@@ -231,3 +231,38 @@ def test_a_flow_waiting_past_its_deadline_raises_one_warning(demo_definitions, h
     assert waited.data["waiting_for"] == ["InventoryReserved"]
     assert services.recover(later + timedelta(seconds=120))["late_flows"] == 0
     assert Alert.objects.filter(saga=saga).count() == 1
+
+
+# --- the flow of one saga -----------------------------------------------------------------------------
+
+def test_the_flow_shows_observed_missing_and_held_events(operator_api, viewer_api, demo_definitions, hold_calls):
+    operator_api.post("/api/events/", event(type="PaymentProcessed", id="p-1"), format="json")  # early
+    operator_api.post("/api/events/", event(id="o-1"), format="json")
+    saga = Saga.objects.get(correlation_id="c-1")
+    services.publish_event(saga.pk)
+    body = viewer_api.get(f"/api/sagas/{saga.pk}/flow/").json()
+    assert [e["type"] for e in body["events"]] == ["OrderCreated", "InventoryReserved", "PaymentProcessed",
+                                                   "PaymentFailed", "ShipmentCreated", "ShipmentFailed",
+                                                   "CustomerNotified"]
+    assert body["observed"] == ["OrderCreated"]
+    assert body["waiting_for"] == ["InventoryReserved"]
+    assert body["missing"] == ["InventoryReserved", "PaymentProcessed", "ShipmentCreated", "CustomerNotified"]
+    assert body["held"] == ["PaymentProcessed"]
+    advance(saga, True)  # the inventory is reserved: the held PaymentProcessed is applied after it
+    body = viewer_api.get(f"/api/sagas/{saga.pk}/flow/").json()
+    assert body["observed"] == ["OrderCreated", "InventoryReserved", "PaymentProcessed"]
+    assert body["held"] == [] and body["waiting_for"] == ["ShipmentCreated", "ShipmentFailed"]
+    assert {e["type"]: e["source"] for e in body["events"] if e["observed"]}["PaymentProcessed"] == "shop"
+
+
+def test_an_orchestration_has_no_flow(viewer_api, demo_definitions, hold_calls):
+    saga, _ = services.start_saga(demo_definitions, {}, "orchestrated")
+    response = viewer_api.get(f"/api/sagas/{saga.pk}/flow/")
+    assert response.status_code == 404
+    assert "orchestration" in response.json()["detail"]
+
+
+def test_event_data_with_nul_characters_is_refused(operator_api, demo_definitions):
+    response = operator_api.post("/api/events/", event(data={"note": "a\x00b"}), format="json")
+    assert response.status_code == 400
+    assert not Saga.objects.exists()

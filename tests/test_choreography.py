@@ -28,6 +28,7 @@ from sagas.choreography import (
     expected_work,
     expected_works,
     failed,
+    flow_events,
     published,
     start,
     start_event,
@@ -94,6 +95,11 @@ def drive(state: FlowState, fail: set[int] = frozenset(), fail_comp: set[int] = 
 
 def test_the_start_event_is_the_event_no_step_emits():
     assert start_event(demo().flows) == "OrderCreated"
+
+
+def test_flow_events_lists_every_event_in_the_order_the_flow_expects_them():
+    assert flow_events(demo().flows) == ["OrderCreated", "InventoryReserved", "PaymentProcessed", "PaymentFailed",
+                                         "ShipmentCreated", "ShipmentFailed", "CustomerNotified"]
 
 
 def test_starting_publishes_the_start_event_and_makes_its_listeners_due():

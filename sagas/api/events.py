@@ -1,4 +1,5 @@
-"""`POST /api/events/`: a choreography event reported by a service that sagaboard does not run.
+"""`POST /api/events/`: a choreography event reported by a service that sagaboard does not run;
+and `GET /api/sagas/<id>/flow/`: one choreographed saga's observed events over the expected ones.
 
 Body: `{"definition", "correlation_id", "type", "source", "data", "id"}` (CONTRACT.md section 2;
 `id` is optional, the event's own id, used to record a redelivered event once). Operators' tokens
@@ -19,16 +20,18 @@ import json
 from django.conf import settings
 from django.db.models import Prefetch
 from django.urls import path
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import choreography, services
-from ..models import Definition, DefinitionStep, Saga
-from .permissions import IsOperatorOrReadOnly
+from ..models import Definition, DefinitionStep, Saga, SagaEvent
+from .permissions import IsOperatorOrReadOnly, IsViewer
 from .serializers import SagaSummarySerializer
+from .views import parse_uuid
 
 
 class EventSerializer(serializers.Serializer):
@@ -42,7 +45,10 @@ class EventSerializer(serializers.Serializer):
     def validate_data(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("data must be a JSON object")
-        size = len(json.dumps(value).encode())
+        text = json.dumps(value)
+        if "\\u0000" in text:
+            raise serializers.ValidationError("data must not contain NUL characters")
+        size = len(text.encode())
         if size > settings.SAGABOARD_MAX_CONTEXT_BYTES:
             raise serializers.ValidationError(
                 f"data is {size} bytes; the limit is {settings.SAGABOARD_MAX_CONTEXT_BYTES} bytes (256 KiB)")
@@ -107,4 +113,63 @@ def _check_type(definition: Definition, event_type: str) -> None:
             f"its start event ({choreography.start_event(flows)!r}); its events are {sorted(known)}"]})
 
 
-urlpatterns = [path("events/", EventsView.as_view(), name="events")]
+class SagaFlowView(APIView):
+    """`GET /api/sagas/<id>/flow/`: a choreographed saga's events, observed over what the definition expects.
+
+    `events` lists every event of the definition in flow order, each with whether (and when) it was
+    observed; `waiting_for` what the flow waits for now, `missing` the events of the success path
+    not observed yet, `held` events received early and not applied yet, and `late` whether the flow
+    waited past its definition's `deadline_seconds` (a WARNING alert was raised).
+    """
+
+    permission_classes = [IsViewer]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, saga_id: str):
+        saga = Saga.objects.select_related("definition").filter(pk=parse_uuid(saga_id)).first()
+        if saga is None:
+            raise NotFound(f"no saga with id {saga_id}")
+        flow = services.flow_state(saga.pk)
+        if flow is None:
+            raise NotFound(f"saga {saga.pk} is an orchestration: it has no flow of events")
+        return Response(flow_json(saga, flow))
+
+
+def flow_json(saga: Saga, flow: choreography.FlowState) -> dict:
+    expected = choreography.flow_events(flow.flows)
+    observed: dict[str, SagaEvent] = {}
+    received: list[dict] = []
+    late = False
+    for event in SagaEvent.objects.filter(saga=saga, type__in=[*expected, "EventReceived", "WaitedTooLong"]) \
+            .order_by("seq"):
+        if event.type == "EventReceived":
+            received.append(event.data)
+        elif event.type == "WaitedTooLong":
+            late = True
+        else:
+            observed.setdefault(event.type, event)
+    success_path = [e for e in expected if e == choreography.start_event(flow.flows)
+                    or any(f.emits == e for f in flow.flows)]
+    active = saga.status in ("pending", "running", "compensating")
+    return {
+        "saga_id": str(saga.pk), "definition": saga.definition_name, "correlation_id": saga.correlation_id,
+        "status": saga.status, "mode": "choreography",
+        "events": [{"type": name, "observed": name in observed,
+                    "seq": observed[name].seq if name in observed else None,
+                    "at": observed[name].at if name in observed else None,
+                    "step": observed[name].step if name in observed else None,
+                    "source": observed[name].data.get("source", "") if name in observed else None}
+                   for name in expected],
+        "observed": [event.type for event in sorted(observed.values(), key=lambda e: e.seq)],
+        "waiting_for": choreography.expected_events(flow) if active else [],
+        "missing": [e for e in success_path if e not in observed] if active else [],
+        "held": [r.get("type") for r in received if r.get("type") not in observed],
+        "deadline_seconds": saga.definition.deadline_seconds,
+        "late": late and active,
+    }
+
+
+urlpatterns = [
+    path("events/", EventsView.as_view(), name="events"),
+    path("sagas/<str:saga_id>/flow/", SagaFlowView.as_view(), name="saga-flow"),
+]

@@ -402,6 +402,12 @@ def publish_event(saga_id, event_type: str = "") -> int:
     raise Conflict(f"saga {saga_id}: could not publish {event_type or 'its events'} after {CONFLICT_RETRIES} tries")
 
 
+def flow_state(saga_id) -> choreography.FlowState | None:
+    """A choreographed saga's flow state, for reading (None for an orchestration or an unknown saga)."""
+    loaded = _load(saga_id)
+    return None if loaded is None else loaded.flow
+
+
 def _apply_received(loaded: _Loaded, now: datetime) -> int:
     applied = 0
     while waiting := _applicable_received(loaded):

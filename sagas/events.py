@@ -148,7 +148,8 @@ def send_summary(summary: dict) -> None:
 
 def wait_until_sent(timeout: float = 5.0) -> bool:
     """Block until this process's publisher has sent everything handed to it (for short-lived
-    processes such as commands and benchmarks); True if it did within `timeout`."""
+    processes such as commands and tests; never call it on the publishing loop's own thread);
+    True if it did within `timeout`."""
     layer = get_channel_layer()
     loop = None if layer is None else _loop_for(layer)
     publisher = _publishers.get(loop) if loop is not None else None

@@ -266,3 +266,14 @@ def test_event_data_with_nul_characters_is_refused(operator_api, demo_definition
     response = operator_api.post("/api/events/", event(data={"note": "a\x00b"}), format="json")
     assert response.status_code == 400
     assert not Saga.objects.exists()
+
+
+def test_the_saga_page_draws_the_services_and_the_events_between_them(viewer_user, demo_definitions, hold_calls):
+    from django.test import Client
+
+    saga = started("c-page")
+    client = Client()
+    client.force_login(viewer_user)
+    page = client.get(f"/sagas/{saga.pk}/").content.decode()
+    assert "InventoryReserved" in page and "PaymentFailed" in page
+    assert 'id="step&#45;reserve_inventory"' in page and ">inventory</text>" in page

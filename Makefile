@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-DEMO_RATE ?= 0.5
+DEMO_RATE ?= 1
 # The tests' own PostgreSQL database and Redis db; change them to run two suites side by side.
 TEST_DB ?= sagaboard
 TEST_REDIS_DB ?= 9

@@ -112,7 +112,7 @@ else:
         }
     }
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {"polling_interval": 0.005} if EMBEDDED else {"visibility_timeout": 600}
 )

@@ -27,7 +27,6 @@ from .handlers import PermanentError, StepCall
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 EXCERPT_CHARS = 2000
-DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
 class HttpStepError(Exception):
@@ -77,7 +76,7 @@ def client() -> httpx.Client:
 
 
 def timeout_seconds() -> float:
-    return float(getattr(settings, "SAGABOARD_HTTP_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
+    return float(settings.SAGABOARD_HTTP_TIMEOUT_SECONDS)
 
 
 def call_http(url: str, step: StepCall) -> HttpResult:

@@ -140,10 +140,9 @@ def expected_works(state: FlowState) -> tuple[Work, ...]:
     """Every call the saga waits for now: calls in flight (their next attempt) and calls events made due."""
     if state.status == SagaStatus.PENDING or state.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
         return ()
+    # Calls in flight stay due even when the saga turned back: a retry scheduled before is claimed, and
+    # its outcome decides whether the step is undone (failed() makes no further retry while rolling back).
     in_flight = tuple(Work(IN_FLIGHT[s.status], i) for i, s in enumerate(state.saga.steps) if s.status in IN_FLIGHT)
-    if state.rolling_back:
-        # An action still in flight is not tried again: its outcome decides whether it is undone.
-        in_flight = tuple(w for w in in_flight if w.kind == Kind.COMPENSATION)
     return tuple(sorted(in_flight + _triggered(state), key=lambda w: (w.index, w.kind)))
 
 

@@ -239,9 +239,12 @@ def _forward(state: SagaState, events: tuple[Event, ...]) -> Transition:
 
 
 def _begin_compensation(state: SagaState, events: tuple[Event, ...]) -> Transition:
-    steps = tuple(replace(s, status=StepStatus.SKIPPED) if s.status == StepStatus.PENDING else s for s in state.steps)
+    never_reached = [i for i, s in enumerate(state.steps) if s.status == StepStatus.PENDING]
+    steps = tuple(replace(s, status=StepStatus.SKIPPED) if i in never_reached else s for i, s in enumerate(state.steps))
+    # Every status change has its event, so the timeline explains each step's status.
+    skipped = tuple(Event("StepSkipped", i) for i in never_reached)
     return _compensate(replace(state, status=SagaStatus.COMPENSATING, steps=steps),
-                       events + (Event("SagaCompensating"),))
+                       events + (Event("SagaCompensating"),) + skipped)
 
 
 def _compensate(state: SagaState, events: tuple[Event, ...]) -> Transition:
@@ -265,10 +268,12 @@ def _next_to_compensate(state: SagaState) -> int | None:
 
 def _operator_compensate(state: SagaState, in_flight: bool) -> Transition:
     running = state.index_of(StepStatus.RUNNING)
+    events: tuple[Event, ...] = ()
     if running is not None and not in_flight:
         # Between two attempts: the last attempt failed and the next one will not be made.
         state = state.with_step(running, status=StepStatus.FAILED)
-    return _begin_compensation(state, ())
+        events = (Event("StepFailed", running),)
+    return _begin_compensation(state, events)
 
 
 def _check_in_flight(state: SagaState, work: Work) -> None:

@@ -196,17 +196,31 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("running", "claim A1"): Expect("running", (S, R, P), (("StepStarted", 1),)),
     ("running", "ok A1"): Expect("running", (S, S, P), (("StepSucceeded", 1),), "A2"),
     ("running", "retry-fail A1"): Expect("running", (S, R, P), (("StepRetrying", 1),), "A1", is_retry=True),
-    ("running", "fail A1"): Expect("compensating", (S, F, K), (("StepFailed", 1), ("SagaCompensating", None), ("StepSkipped", 2)), "C0"),
+    ("running", "fail A1"): Expect(
+        "compensating", (S, F, K), (("StepFailed", 1), ("SagaCompensating", None), ("StepSkipped", 2)), "C0"
+    ),
     # Between two attempts the step counts as failed; in flight, its outcome is awaited.
-    ("running", "act compensate"): Expect("compensating", (S, F, K), (("StepFailed", 1), ("SagaCompensating", None), ("StepSkipped", 2)), "C0"),
-    ("running", "act compensate in-flight"): Expect("compensating", (S, R, K), (("SagaCompensating", None), ("StepSkipped", 2))),
+    ("running", "act compensate"): Expect(
+        "compensating", (S, F, K), (("StepFailed", 1), ("SagaCompensating", None), ("StepSkipped", 2)), "C0"
+    ),
+    ("running", "act compensate in-flight"): Expect(
+        "compensating", (S, R, K), (("SagaCompensating", None), ("StepSkipped", 2))
+    ),
     ("running-queued", "claim A1"): Expect("running", (S, R, P), (("StepStarted", 1),)),
-    ("running-queued", "act compensate"): Expect("compensating", (S, K, K), (("SagaCompensating", None), ("StepSkipped", 1), ("StepSkipped", 2)), "C0"),
-    ("running-queued", "act compensate in-flight"): Expect("compensating", (S, K, K), (("SagaCompensating", None), ("StepSkipped", 1), ("StepSkipped", 2)), "C0"),
+    ("running-queued", "act compensate"): Expect(
+        "compensating", (S, K, K), (("SagaCompensating", None), ("StepSkipped", 1), ("StepSkipped", 2)), "C0"
+    ),
+    ("running-queued", "act compensate in-flight"): Expect(
+        "compensating", (S, K, K), (("SagaCompensating", None), ("StepSkipped", 1), ("StepSkipped", 2)), "C0"
+    ),
     ("suspended", "act retry"): Expect("running", (S, R, P), (), "A1"),
     ("suspended", "act retry in-flight"): Expect("running", (S, R, P), (), "A1"),
-    ("suspended", "act compensate"): Expect("compensating", (S, F, K), (("SagaCompensating", None), ("StepSkipped", 2)), "C0"),
-    ("suspended", "act compensate in-flight"): Expect("compensating", (S, F, K), (("SagaCompensating", None), ("StepSkipped", 2)), "C0"),
+    ("suspended", "act compensate"): Expect(
+        "compensating", (S, F, K), (("SagaCompensating", None), ("StepSkipped", 2)), "C0"
+    ),
+    ("suspended", "act compensate in-flight"): Expect(
+        "compensating", (S, F, K), (("SagaCompensating", None), ("StepSkipped", 2)), "C0"
+    ),
     ("suspended", "act resolve"): Expect("running", (S, RES, P), (("StepResolved", 1),), "A2"),
     ("suspended", "act resolve in-flight"): Expect("running", (S, RES, P), (("StepResolved", 1),), "A2"),
     ("compensating", "claim C0"): Expect("compensating", (CING, F, K), (("CompensationStarted", 0),)),
@@ -380,8 +394,13 @@ def test_the_first_step_failing_compensates_nothing():
     assert trace.state.status == SagaStatus.COMPENSATED
     assert trace.claims(C) == []
     assert statuses(trace.state) == (F, K, K)
-    assert trace.log[-5:] == [("StepFailed", 0), ("SagaCompensating", None), ("StepSkipped", 1), ("StepSkipped", 2),
-                              ("SagaCompensated", None)]
+    assert trace.log[-5:] == [
+        ("StepFailed", 0),
+        ("SagaCompensating", None),
+        ("StepSkipped", 1),
+        ("StepSkipped", 2),
+        ("SagaCompensated", None),
+    ]
 
 
 def test_steps_without_a_compensation_are_skipped_in_reverse_order_during_compensation():
@@ -788,8 +807,11 @@ class Driver:
         # Every step that becomes skipped is announced once: the never-reached ones when compensation
         # begins, then those without anything to undo from the top down.
         skipped = [e.step for e in transition.events if e.type == "StepSkipped"]
-        became = [i for i, (old, new) in enumerate(zip(before.steps, after.steps, strict=True))
-                  if old.status != StepStatus.SKIPPED and new.status == StepStatus.SKIPPED]
+        became = [
+            i
+            for i, (old, new) in enumerate(zip(before.steps, after.steps, strict=True))
+            if old.status != StepStatus.SKIPPED and new.status == StepStatus.SKIPPED
+        ]
         assert sorted(skipped) == became
         walked = [i for i in skipped if before.steps[i].status != StepStatus.PENDING]
         assert walked == sorted(walked, reverse=True)

@@ -1,7 +1,9 @@
 """Start demo sagas at a steady rate with a realistic mix of outcomes."""
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from sagas import events
 from sagas.demo import traffic
 
 
@@ -15,6 +17,10 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None)
 
     def handle(self, *args, rate, duration, failure_mix, seed, **options):
+        if settings.EMBEDDED:
+            raise CommandError("REDIS_URL is unset: the sagas would go to this process's in-memory broker, "
+                               "where no worker runs. Use `manage.py standalone` (demo traffic built in) or "
+                               "set REDIS_URL for the production topology.")
         if rate <= 0:
             raise CommandError("--rate must be above 0")
         try:
@@ -23,4 +29,6 @@ class Command(BaseCommand):
             started = "some"
         except LookupError as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            events.wait_until_sent()  # the last sagas' live updates, before this process ends
         self.stdout.write(f"demo traffic: started {started} sagas at {rate}/s ({failure_mix} mix)")

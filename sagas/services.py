@@ -136,6 +136,7 @@ def start_saga(definition: Definition, context: dict, correlation_id: str, *,
                 loaded = _load(saga.pk)
                 _receive(loaded, choreography.start_event(loaded.flow.flows),
                          {"source": "sagaboard", "data": context}, timezone.now())
+                saga = loaded.saga  # at the version the start event's record gave it
             events.publish_after_commit(saga, [], [])
     except IntegrityError:
         # Another request started the same (definition, correlation_id) a moment before us.

@@ -274,9 +274,11 @@ def act(state: FlowState, action: OperatorAction, in_flight: bool = False) -> Tr
     if action == OperatorAction.COMPENSATE:
         changed = replace(state, operator_rollback=True)
         running = changed.saga.index_of(StepStatus.RUNNING)
+        events: tuple[Event, ...] = ()
         if running is not None and not in_flight:
             changed = changed.with_step(running, status=StepStatus.FAILED)  # between two attempts
-        return _settle(state, changed.with_status(SagaStatus.COMPENSATING), ())
+            events = (Event("StepFailed", running),)  # every step status change has its event (as machine.py)
+        return _settle(state, changed.with_status(SagaStatus.COMPENSATING), events)
     stuck_status = StepStatus.FAILED if state.status == SagaStatus.SUSPENDED else StepStatus.COMPENSATION_FAILED
     index = state.saga.index_of(stuck_status)
     if index is None:

@@ -277,3 +277,11 @@ def test_the_saga_page_draws_the_services_and_the_events_between_them(viewer_use
     page = client.get(f"/sagas/{saga.pk}/").content.decode()
     assert "InventoryReserved" in page and "PaymentFailed" in page
     assert 'id="step&#45;reserve_inventory"' in page and ">inventory</text>" in page
+
+
+def test_recovery_finds_a_received_event_whose_publish_task_was_lost(demo_definitions, hold_calls, settings):
+    saga, _ = services.start_saga(definitions.latest(NAME), {}, "c-lost")  # its publish task never ran
+    later = timezone.now() + timedelta(seconds=settings.SAGABOARD_STALL_SECONDS + 1)
+    assert services.recover(later)["stalled_sagas"] == 1
+    assert services.publish_event(saga.pk) == 1  # what the re-enqueued task does
+    assert Saga.objects.get(pk=saga.pk).status == "running"

@@ -155,3 +155,15 @@ def test_past_the_exact_limit_the_count_is_the_planners_estimate(viewer_api, mon
     assert len(body["results"]) == 3
     small = viewer_api.get("/api/sagas/", {"correlation_id": "many-1"}).json()
     assert (small["count"], small["count_is_estimate"]) == (1, False)
+
+
+@pytest.mark.parametrize("params", [{"correlation_id": "a\x00b"}, {"search": "x\x00"}, {"definition": "\x00"}])
+def test_nul_characters_in_filters_are_a_400(viewer_api, params):
+    response = viewer_api.get("/api/sagas/", params)
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+
+
+def test_a_nul_character_in_the_context_is_a_400_and_starts_nothing(operator_api, demo_definitions):
+    response = start(operator_api, {"definition": "order-fulfilment", "context": {"note": "a\x00b"}})
+    assert response.status_code == 400
+    assert Saga.objects.count() == 0

@@ -2,7 +2,7 @@
 
 The counterpart of `machine.py` for definitions with `mode: "choreography"`, with the same
 interface (`start`, `claim`, `succeeded`, `failed`, `act`, `expected_work`) and the same types
-(`SagaStatus`, `StepStatus`, `Kind`, `Work`, `Event`, `InvalidTransition`), so `services.py`
+(`SagaStatus`, `StepStatus`, `Kind`, `Work`, `Event`, `InvalidTransition`), so `sagas.services`
 dispatches to one module or the other and writes the answer back the same way.
 
 No step calls the next one here. A step's action is due when the event it listens to (`on`) has

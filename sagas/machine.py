@@ -3,7 +3,7 @@
 A saga is seen here as a `SagaState`: its status, its `on_failure` policy and the state of each
 step. Every function takes a state and an outcome and returns a `Transition`: the new state, the
 events that the change publishes and the one piece of work (an action or a compensation of one
-step) that must run next, if any. `services.py` loads the state from the database, asks this
+step) that must run next, if any. `sagas.services` loads the state from the database, asks this
 module what happens, and writes the answer back in one transaction.
 
 Invariants kept here (and checked by tests/test_machine.py):

@@ -1,6 +1,6 @@
 """The records of sagaboard: definitions, sagas, their steps, attempts, events, alerts and audit.
 
-Records only: nothing here changes a saga's state. Every change goes through `services.py`, as
+Records only: nothing here changes a saga's state. Every change goes through `sagas.services`, as
 a conditional update on the saga's `version`.
 """
 

@@ -1,0 +1,81 @@
+"""Starting a saga: by a call (POST /api/sagas/), or by the first event a service reports."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .. import choreography, events, machine
+from ..machine import Kind
+from ..models import Definition, Saga, SagaStep
+from .flows import receive
+from .state import CONFLICT_RETRIES, Conflict, after_commit, load
+
+
+def start_saga(definition: Definition, context: dict, correlation_id: str, *,
+               publish_start: bool = True) -> tuple[Saga, bool]:
+    """Create a saga pinned to `definition` and enqueue its first step.
+
+    Idempotent on (definition name, correlation_id): the same pair again returns the existing
+    saga and False, starting nothing. A choreography starts by receiving its start event (unless
+    `publish_start` is False: the events API records the event that came first itself).
+    """
+    existing = Saga.objects.filter(definition_name=definition.name, correlation_id=correlation_id).first()
+    if existing is not None:
+        return existing, False
+    definition_steps = list(definition.steps.all())
+    try:
+        with transaction.atomic():
+            saga = Saga.objects.create(
+                definition=definition, definition_name=definition.name, definition_version=definition.version,
+                on_failure=definition.on_failure, correlation_id=correlation_id, context=context,
+                current_step=definition_steps[0].name if definition_steps else "",
+            )
+            SagaStep.objects.bulk_create(
+                SagaStep(saga=saga, index=s.index, name=s.name, action=s.action, compensation=s.compensation,
+                         max_attempts=s.max_attempts, backoff_seconds=s.backoff_seconds,
+                         timeout_seconds=s.timeout_seconds, compensate_on_failure=s.compensate_on_failure,
+                         on=s.on, emits=s.emits, emits_on_failure=s.emits_on_failure, compensate_on=s.compensate_on)
+                for s in definition_steps
+            )
+            if definition.mode != Definition.Mode.CHOREOGRAPHY:
+                after_commit(saga, machine.Work(Kind.ACTION, 0), number=1, delay=0)
+            elif publish_start:
+                loaded = load(saga.pk)
+                receive(loaded, choreography.start_event(loaded.flow.flows),
+                         {"source": "sagaboard", "data": context}, timezone.now())
+                saga = loaded.saga  # at the version the start event's record gave it
+            events.publish_after_commit(saga, [], [])
+    except IntegrityError:
+        # Another request started the same (definition, correlation_id) a moment before us.
+        existing = Saga.objects.filter(definition_name=definition.name, correlation_id=correlation_id).first()
+        if existing is None:
+            raise
+        return existing, False
+    return saga, True
+
+
+def receive_event(definition: Definition, correlation_id: str, event_type: str, source: str = "",
+                  data: dict | None = None, event_id: str = "") -> tuple[Saga, str]:
+    """Record an event reported by a service outside sagaboard, to be applied by a worker.
+
+    The first event for a correlation id creates the saga (the start event's data is its context).
+    Returns the saga and "started", "recorded", or "duplicate" when an event with this id was
+    recorded for the saga before (nothing is written then).
+    """
+    data = data if isinstance(data, dict) else {}
+    flows = [choreography.Flow(s.on, s.emits, s.emits_on_failure) for s in definition.steps.all()]
+    first = choreography.start_event(flows)
+    saga, created = start_saga(definition, data if event_type == first else {}, correlation_id, publish_start=False)
+    body = {"type": event_type, "id": event_id, "source": source, "correlation_id": correlation_id, "data": data}
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            with transaction.atomic():
+                loaded = load(saga.pk)
+                if event_id and any(received.get("id") == event_id for _, received in loaded.received):
+                    return loaded.saga, "duplicate"
+                receive(loaded, event_type, body, timezone.now())
+        except Conflict:
+            continue
+        return loaded.saga, "started" if created else "recorded"
+    raise Conflict(f"saga {saga.pk}: could not record {event_type} after {CONFLICT_RETRIES} tries")

@@ -21,7 +21,8 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from . import choreography_graph as graph  # graph: draws either kind of definition
-from . import roles
+from . import roles, services
+from .api.events import flow_json
 from .api.pagination import CappedCountPaginator
 from .machine import VALID_ACTIONS, SagaStatus
 from .models import Alert, Definition, DefinitionStep, Saga, SagaEvent, SagaStep, StepAttempt
@@ -132,7 +133,7 @@ def saga_list(request):
 def saga_detail(request, saga_id):
     attempts = Prefetch("attempts", StepAttempt.objects.order_by("started_at", "id"))
     steps = Prefetch("steps", SagaStep.objects.order_by("index").prefetch_related(attempts))
-    saga = get_object_or_404(Saga.objects.prefetch_related(steps), pk=saga_id)
+    saga = get_object_or_404(Saga.objects.select_related("definition").prefetch_related(steps), pk=saga_id)
     saga_steps = list(saga.steps.all())
     for step in saga_steps:
         for attempt in step.attempts.all():
@@ -142,12 +143,36 @@ def saga_detail(request, saga_id):
         event.data_text = json.dumps(event.data, ensure_ascii=False)
     actions = [{"name": action.value, "help": ACTION_HELP[action.value], "valid_for": " ".join(sorted(valid)),
                 "valid": saga.status in valid} for action, valid in VALID_ACTIONS.items()]
-    return render(request, "sagas/saga_detail.html", {
+    return render_page(request, "sagas/saga_detail.html", {
         "saga": saga, "steps": saga_steps, "events": events, "events_hidden": saga.event_seq - len(events),
         "actions": actions, "any_action": any(a["valid"] for a in actions),
         "svg": drawn(graph.saga_svg, saga, saga_steps),
         "context_json": json.dumps(saga.context, indent=2, sort_keys=True, ensure_ascii=False),
-    })
+        "flow": saga_flow(saga) if graph.is_choreography(saga.definition) else None,
+    }, {"flow": "sagas/_flow.html"})
+
+
+FLOW_STATES = {  # a flow event's state on the saga page (its css class) and how the page says it
+    "observed": "observed", "held": "held: arrived early", "waiting": "waiting for it",
+    "missing": "missing", "failure": "only on failure", "unpublished": "not published",
+}
+
+
+def saga_flow(saga: Saga) -> dict | None:
+    """A choreography's events observed over the expected ones: what `GET /api/sagas/<id>/flow/` answers,
+    each event given the one state the page shows (four queries, whatever the length of the log)."""
+    state = services.flow_state(saga.pk)
+    if state is None:
+        return None
+    flow = flow_json(saga, state)
+    on_failure = {f.emits_on_failure for f in state.flows if f.emits_on_failure}
+    for event in flow["events"]:
+        name = event["type"]
+        event["state"] = ("observed" if event["observed"] else "held" if name in flow["held"]
+                          else "waiting" if name in flow["waiting_for"] else "missing" if name in flow["missing"]
+                          else "failure" if name in on_failure and saga.status not in FINAL else "unpublished")
+        event["label"] = FLOW_STATES[event["state"]]
+    return flow
 
 
 def drawn(draw, *args) -> str | None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from sagas import services
+from sagas import definitions, services
 from sagas.models import Alert, SagaEvent, SagaStep, StepAttempt
+from tests.drive import advance
 
 PAGES = ["/", "/sagas/", "/definitions/", "/definitions/order-fulfilment/", "/alerts/"]
 
@@ -208,3 +210,95 @@ def test_the_saga_page_still_renders_when_dot_is_missing(viewer_user, saga, monk
     assert response.status_code == 200
     assert b"The graph cannot be drawn" in response.content
     assert b"card declined" in response.content
+
+
+# --- a choreography's flow: events observed over expected ----------------------------------------
+
+CHOREOGRAPHY = "order-fulfilment-choreography"
+FLOW_ROW = re.compile(r'<tr id="flow-event-(\w+)" data-event="\w+" class="flow-event state-(\w+)">')
+
+
+def choreography_saga(correlation_id: str, *outcomes: bool):
+    """A choreography started by its OrderCreated, then its due calls run with these outcomes (no worker)."""
+    saga, _ = services.start_saga(definitions.latest(CHOREOGRAPHY), {}, correlation_id)
+    services.publish_event(saga.pk)
+    return advance(saga, *outcomes)
+
+
+def flow_rows(content: bytes) -> list[tuple[str, str]]:
+    return FLOW_ROW.findall(content.decode())
+
+
+def test_a_choreography_page_lists_the_expected_events_and_marks_the_observed_ones(viewer_user, operator_api,
+                                                                                    demo_definitions, hold_calls):
+    saga = choreography_saga("flow-page", True)  # OrderCreated, then the inventory is reserved
+    operator_api.post("/api/events/", {"definition": CHOREOGRAPHY, "correlation_id": "flow-page",
+                                       "type": "ShipmentCreated", "source": "warehouse", "id": "s-1"}, format="json")
+
+    response = client_for(viewer_user).get(f"/sagas/{saga.pk}/")
+
+    assert response.status_code == 200
+    assert flow_rows(response.content) == [
+        ("OrderCreated", "observed"), ("InventoryReserved", "observed"), ("PaymentProcessed", "waiting"),
+        ("PaymentFailed", "waiting"), ("ShipmentCreated", "held"), ("ShipmentFailed", "failure"),
+        ("CustomerNotified", "missing")]
+    text = response.content.decode()
+    assert "Waiting for <b class=\"mono\">PaymentProcessed, PaymentFailed</b>" in text
+    assert "Held (arrived early): <b class=\"mono\">ShipmentCreated</b>" in text
+    assert "✓ observed" in text and "held: arrived early" in text and "missing" in text
+    assert "waited too long" not in text
+    drawn = text.replace("&#45;", "-")  # dot writes "-" in ids as an entity
+    assert 'id="event-InventoryReserved-reserve_inventory-charge_payment" class="edge event observed"' in drawn
+    assert 'id="event-PaymentProcessed-charge_payment-create_shipment" class="edge event expected"' in drawn
+
+
+def test_a_choreography_page_flags_a_flow_that_waited_too_long(viewer_user, demo_definitions, hold_calls):
+    saga = choreography_saga("flow-late")
+    services.recover(timezone.now() + timedelta(seconds=61))
+
+    response = client_for(viewer_user).get(f"/sagas/{saga.pk}/?part=flow")
+
+    text = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in text  # the live region alone
+    assert 'id="flow-late">waited too long: over 60 s' in text
+    assert ("InventoryReserved", "waiting") in flow_rows(response.content)
+
+
+def test_a_compensated_choreography_page_says_what_was_never_published(viewer_user, demo_definitions, hold_calls):
+    saga = choreography_saga("flow-compensated", True, False, True)  # payment fails, the inventory is released
+    assert saga.status == "compensated"
+
+    response = client_for(viewer_user).get(f"/sagas/{saga.pk}/")
+
+    assert dict(flow_rows(response.content)) == {
+        "OrderCreated": "observed", "InventoryReserved": "observed", "PaymentProcessed": "unpublished",
+        "PaymentFailed": "observed", "ShipmentCreated": "unpublished", "ShipmentFailed": "unpublished",
+        "CustomerNotified": "unpublished"}
+    assert b"Nothing more expected: the flow ended compensated." in response.content
+
+
+def test_an_orchestration_page_has_no_flow_panel(viewer_user, saga):
+    response = client_for(viewer_user).get(f"/sagas/{saga.pk}/")
+
+    assert response.status_code == 200
+    assert b'id="flow"' not in response.content and not flow_rows(response.content)
+
+
+def test_a_choreography_page_renders_with_a_constant_number_of_queries(viewer_user, demo_definitions, hold_calls,
+                                                                       django_assert_max_num_queries):
+    client = client_for(viewer_user)
+    small = choreography_saga("flow-small")
+    big = choreography_saga("flow-big", True, True, True, True)  # every step done: a longer log, more rows
+    assert big.status == "completed"
+    client.get(f"/sagas/{small.pk}/")  # warm up: session and permissions
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as few:
+        client.get(f"/sagas/{small.pk}/")
+
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(f"/sagas/{big.pk}/")
+    assert [state for _, state in flow_rows(response.content)].count("observed") == 5
+    assert len(few.captured_queries) <= 14

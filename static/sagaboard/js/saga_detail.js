@@ -140,6 +140,55 @@ function appendEvent(event) {
   if (atBottom) list.scrollTop = list.scrollHeight; // follow the tail only if the reader was there
 }
 
+// --- a choreography's flow: events observed over expected (only on a choreography's page) -------
+
+const flowRegion = document.getElementById("flow");
+
+// A published event: its edges in the graph turn observed, its row in the flow panel says so at once;
+// the rest of the panel (what the flow waits for now, held events, the deadline) follows from the server.
+function markObserved(event) {
+  const row = document.getElementById(`flow-event-${event.type}`);
+  if (!row) return;
+  for (const edge of document.querySelectorAll(`#saga-graph g.edge[id^="event-${CSS.escape(event.type)}-"]`)) {
+    edge.classList.add("observed");
+    edge.classList.remove("expected");
+  }
+  if (!row.classList.contains("state-observed")) {
+    row.className = "flow-event state-observed";
+    const badge = row.querySelector(".fstate .badge");
+    badge.className = "badge fstate-observed";
+    badge.textContent = "✓ observed";
+    const time = document.createElement("time");
+    time.dateTime = event.at;
+    time.textContent = formatTime(event.at);
+    row.querySelector(".at").replaceChildren(time);
+    row.querySelector(".by").textContent = [event.step, event.data?.source].filter(Boolean).join(" ") || "–";
+  }
+  refreshFlowSoon();
+}
+
+// Patch the panel from its partial (the same template the page rendered), row by row: the rows stay
+// where they are, only their state text and class change, so nothing moves under the cursor.
+async function refreshFlow() {
+  if (!flowRegion) return;
+  const response = await fetch(flowRegion.dataset.partUrl, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const fresh = document.createElement("template");
+  fresh.innerHTML = await response.text();
+  const summary = fresh.content.getElementById("flow-summary");
+  const shownSummary = document.getElementById("flow-summary");
+  if (summary && shownSummary.innerHTML !== summary.innerHTML) shownSummary.innerHTML = summary.innerHTML;
+  for (const row of fresh.content.querySelectorAll("tr[data-event]")) {
+    const old = document.getElementById(row.id);
+    // Observed is for good: an answer computed before the event arrived must not take it back.
+    if (!old || old.classList.contains("state-observed") && !row.classList.contains("state-observed")) continue;
+    if (old.className !== row.className) old.className = row.className;
+    if (old.innerHTML !== row.innerHTML) old.innerHTML = row.innerHTML;
+  }
+}
+
+const refreshFlowSoon = throttle(refreshFlow, 400);
+
 // --- fetching over REST ----------------------------------------------------------------------
 
 async function refresh() {
@@ -182,10 +231,17 @@ const live = subscribe(`/ws/sagas/${sagaId}/`, {
     shown = msg.saga.version;
     applySaga(msg.saga);
     refreshSoon(); // the context and error are not in the message
+    if (flowRegion) refreshFlowSoon(); // a finished flow waits for nothing more
   },
   step(msg) { if (msg.version >= shown) applyStep(msg.step); },
-  event(msg) { appendEvent(msg.event); },
-  resync() { resync(); },
+  event(msg) {
+    appendEvent(msg.event);
+    if (flowRegion) {
+      if (document.getElementById(`flow-event-${msg.event.type}`)) markObserved(msg.event);
+      else if (msg.event.type === "EventReceived" || msg.event.type === "WaitedTooLong") refreshFlowSoon();
+    }
+  },
+  resync() { resync(); if (flowRegion) refreshFlowSoon(); },
 }, { versions: { [sagaId]: shown } });
 
 // --- operator actions ------------------------------------------------------------------------

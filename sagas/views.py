@@ -172,6 +172,7 @@ def saga_flow(saga: Saga) -> dict | None:
                           else "waiting" if name in flow["waiting_for"] else "missing" if name in flow["missing"]
                           else "failure" if name in on_failure and saga.status not in FINAL else "unpublished")
         event["label"] = FLOW_STATES[event["state"]]
+        event["on_failure"] = name in on_failure
     return flow
 
 

@@ -215,7 +215,7 @@ def test_the_saga_page_still_renders_when_dot_is_missing(viewer_user, saga, monk
 # --- a choreography's flow: events observed over expected ----------------------------------------
 
 CHOREOGRAPHY = "order-fulfilment-choreography"
-FLOW_ROW = re.compile(r'<tr id="flow-event-(\w+)" data-event="\w+" class="flow-event state-(\w+)">')
+FLOW_ROW = re.compile(r'<tr id="flow-event-(\w+)" data-event="\w+" class="flow-event state-(\w+)"')
 
 
 def choreography_saga(correlation_id: str, *outcomes: bool):

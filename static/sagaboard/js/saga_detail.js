@@ -162,7 +162,7 @@ function markObserved(event) {
     time.dateTime = event.at;
     time.textContent = formatTime(event.at);
     row.querySelector(".at").replaceChildren(time);
-    row.querySelector(".by").textContent = [event.step, event.data?.source].filter(Boolean).join(" ") || "–";
+    row.querySelector(".by").textContent = [event.step, event.data?.source].filter(Boolean).join(" · ") || "–";
   }
   refreshFlowSoon();
 }

@@ -143,13 +143,14 @@ def saga_detail(request, saga_id):
         event.data_text = json.dumps(event.data, ensure_ascii=False)
     actions = [{"name": action.value, "help": ACTION_HELP[action.value], "valid_for": " ".join(sorted(valid)),
                 "valid": saga.status in valid} for action, valid in VALID_ACTIONS.items()]
+    flow = saga_flow(saga) if graph.is_choreography(saga.definition) else None
     return render_page(request, "sagas/saga_detail.html", {
         "saga": saga, "steps": saga_steps, "events": events, "events_hidden": saga.event_seq - len(events),
         "actions": actions, "any_action": any(a["valid"] for a in actions),
         "svg": drawn(graph.saga_svg, saga, saga_steps),
         "context_json": json.dumps(saga.context, indent=2, sort_keys=True, ensure_ascii=False),
-        "flow": saga_flow(saga) if graph.is_choreography(saga.definition) else None,
-    }, {"flow": "sagas/_flow.html"})
+        "flow": flow,
+    }, {"flow": "sagas/_flow.html"} if flow else None)
 
 
 FLOW_STATES = {  # a flow event's state on the saga page (its css class) and how the page says it

@@ -63,6 +63,7 @@ def test_the_flow_panel_and_the_graph_mark_each_event_observed_as_it_is_publishe
     assert page.evaluate(f"window.edgeClasses['{edge}'][0]") == "edge event expected"  # drawn before it happened
     expect(page.locator("#flow-event-InventoryReserved")).not_to_have_class("flow-event state-observed")
     expect(page.locator("#flow-event-OrderCreated .fstate")).to_have_text("✓ observed")
+    table = page.locator("table.flow-events").bounding_box()
 
     expect(page.locator(f"#{edge}")).to_have_class("edge event observed", timeout=30_000)
     expect(page.locator("#flow-event-InventoryReserved")).to_have_class("flow-event state-observed")
@@ -77,6 +78,7 @@ def test_the_flow_panel_and_the_graph_mark_each_event_observed_as_it_is_publishe
     changes = page.evaluate(f"window.edgeClasses['{edge}']")
     assert changes[0] == "edge event expected" and changes[-1] == "edge event observed", changes
     assert page.evaluate("window.stillTheSamePage") is True  # without a reload
+    assert page.locator("table.flow-events").bounding_box() == table  # nothing moved under the reader's cursor
 
 
 def test_screenshots_of_a_completed_and_a_compensated_choreography(browser, server, tmp_path):  # noqa: F811

@@ -283,6 +283,7 @@ def test_an_orchestration_page_has_no_flow_panel(viewer_user, saga):
 
     assert response.status_code == 200
     assert b'id="flow"' not in response.content and not flow_rows(response.content)
+    assert client_for(viewer_user).get(f"/sagas/{saga.pk}/?part=flow").status_code == 404
 
 
 def test_a_choreography_page_renders_with_a_constant_number_of_queries(viewer_user, demo_definitions, hold_calls,

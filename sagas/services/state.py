@@ -134,7 +134,7 @@ def write(loaded: Loaded, transition: machine.Transition, now: datetime, *,
         SagaEvent(saga_id=saga.pk, seq=saga.event_seq + i, type=event.type, at=now,
                   step=None if event.step is None else new.steps[event.step].name,
                   data=data_by_type[event.type] if event.type in data_by_type else
-                  event_data if event.step is not None or event.type == "OperatorAction" else {})
+                  event_data if _about_the_call(event) else {})
         for i, event in enumerate(transition.events, start=1)
     )
     old_status = saga.status
@@ -143,6 +143,12 @@ def write(loaded: Loaded, transition: machine.Transition, now: datetime, *,
     if old_status != new.status:
         alerts.status_changed(saga, old_status, new.status)
     events.publish_after_commit(saga, [loaded.steps[i] for i in sorted(step_fields)], created)
+
+
+def _about_the_call(event: machine.Event) -> bool:
+    """Whether an event concerns the call or action being written (and so carries its data); a step
+    skipped on the way back had no call."""
+    return (event.step is not None and event.type != "StepSkipped") or event.type == "OperatorAction"
 
 
 def current_step_name(state: machine.SagaState, transition: machine.Transition, previous: str) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from . import graph
-from .graph import FONT, NEUTRAL, STATUS_COLOURS, _escape_label, _q, render_svg
+from .graph import FONT, _q, render_svg, step_node
 
 OBSERVED, EXPECTED = "#2e8a4a", "#9aa3ae"
 COMPENSATION = "#b7791f"
@@ -65,7 +65,7 @@ def build_choreography_dot(steps: Sequence[Any], statuses: Mapping[str, str] | N
         lines.append(f'    id={_q("service-" + service)}; class="service"; label={_q(service)}; '
                      f'style="rounded,dashed"; color="#9aa3ae"; fontcolor="#5b6472"; fontsize=10;')
         for spec in members:
-            lines.append("  " + _node(spec, statuses))
+            lines.append("  " + step_node(spec, statuses))
         lines.append("  }")
 
     def edge(source: str, target: str, event: str, *, dashed: bool = False, suffix: str = "") -> str:
@@ -99,24 +99,6 @@ def build_choreography_dot(steps: Sequence[Any], statuses: Mapping[str, str] | N
                 lines.append(edge(spec["name"], "end", event))
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def _node(spec: dict, statuses: Mapping[str, str] | None) -> str:
-    name = spec["name"]
-    rows = [name, spec["action"]]
-    if spec["compensation"]:
-        rows.append(f"undo: {spec['compensation']}")
-    if statuses is None:
-        fill, border = NEUTRAL
-        css = "step"
-    else:
-        status = statuses.get(name, "pending")
-        fill, border = STATUS_COLOURS.get(status, NEUTRAL)
-        css = f"step status-{status}"
-        rows.append(status.replace("_", " "))
-    label = '"' + "\\n".join(_escape_label(row) for row in rows) + '"'
-    return (f"  {_q(name)} [id={_q('step-' + name)}, class={_q(css)}, label={label}, fillcolor={_q(fill)}, "
-            f"color={_q(border)}, width=1.9];")
 
 
 def _spec(step: Any) -> dict:

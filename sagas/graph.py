@@ -59,7 +59,7 @@ def build_dot(steps: Sequence[Any], statuses: Mapping[str, str] | None = None, *
         'color="#7d8794", fontsize=9, width=0.75, fixedsize=true];',
     ]
     for spec in specs:
-        lines.append(_node(spec, statuses))
+        lines.append(step_node(spec, statuses))
     chain = ["start"] + [spec["name"] for spec in specs] + ["end"]
     for before, after in zip(chain, chain[1:], strict=False):
         edge_id = f"next-{after}" if after != "end" else "next-end"
@@ -85,7 +85,7 @@ def compensation_order(steps: Sequence[Any]) -> list[int]:
     return [i for i in range(len(specs) - 1, -1, -1) if specs[i]["compensation"]]
 
 
-def _node(spec: dict, statuses: Mapping[str, str] | None) -> str:
+def step_node(spec: dict, statuses: Mapping[str, str] | None) -> str:
     name = spec["name"]
     rows = [name, spec["action"]]
     if spec["compensation"]:

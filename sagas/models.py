@@ -45,10 +45,10 @@ class Definition(models.Model):
         return f"{self.name} v{self.version}"
 
 
-class DefinitionStep(models.Model):
-    definition = models.ForeignKey(Definition, on_delete=models.CASCADE, related_name="steps")
-    index = models.PositiveIntegerField()
-    name = models.CharField(max_length=100)
+class StepSettings(models.Model):
+    """What a step is: its handlers, retry policy and choreography events. A definition's steps
+    hold it; each saga keeps its own copy, so editing a definition never changes a running saga."""
+
     action = models.CharField(max_length=500)
     compensation = models.CharField(max_length=500, blank=True)
     max_attempts = models.PositiveIntegerField(default=3)
@@ -60,6 +60,15 @@ class DefinitionStep(models.Model):
     emits = models.CharField(max_length=100, blank=True)
     emits_on_failure = models.CharField(max_length=100, blank=True)
     compensate_on = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class DefinitionStep(StepSettings):
+    definition = models.ForeignKey(Definition, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
 
     class Meta:
         ordering = ("definition", "index")
@@ -113,23 +122,12 @@ class Saga(models.Model):
         return f"{self.definition_name} {self.id} ({self.status})"
 
 
-class SagaStep(models.Model):
+class SagaStep(StepSettings):
     """A step of one saga, with its own copy of the definition step it pinned."""
 
     saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps")
     index = models.PositiveIntegerField()
     name = models.CharField(max_length=100)
-    action = models.CharField(max_length=500)
-    compensation = models.CharField(max_length=500, blank=True)
-    max_attempts = models.PositiveIntegerField(default=3)
-    backoff_seconds = models.FloatField(default=0.5)
-    timeout_seconds = models.FloatField(default=30)
-    compensate_on_failure = models.BooleanField(default=False)
-    # Choreography: the event this step reacts to, what it publishes, and what undoes it.
-    on = models.CharField(max_length=100, blank=True)
-    emits = models.CharField(max_length=100, blank=True)
-    emits_on_failure = models.CharField(max_length=100, blank=True)
-    compensate_on = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=20, choices=_choices(machine.StepStatus), default=machine.StepStatus.PENDING)
     resolved_kind = models.CharField(max_length=20, choices=_choices(machine.Kind), blank=True)
     # Attempts made so far: a claim for attempt n checks that n - 1 were made, so a duplicate

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from .. import choreography, events, machine
 from ..machine import Kind
-from ..models import Definition, Saga, SagaStep
+from ..models import Definition, Saga, SagaStep, StepSettings
 from .flows import receive
 from .state import CONFLICT_RETRIES, Conflict, after_commit, load
 
@@ -32,10 +32,8 @@ def start_saga(definition: Definition, context: dict, correlation_id: str, *,
                 current_step=definition_steps[0].name if definition_steps else "",
             )
             SagaStep.objects.bulk_create(
-                SagaStep(saga=saga, index=s.index, name=s.name, action=s.action, compensation=s.compensation,
-                         max_attempts=s.max_attempts, backoff_seconds=s.backoff_seconds,
-                         timeout_seconds=s.timeout_seconds, compensate_on_failure=s.compensate_on_failure,
-                         on=s.on, emits=s.emits, emits_on_failure=s.emits_on_failure, compensate_on=s.compensate_on)
+                SagaStep(saga=saga, index=s.index, name=s.name,
+                         **{f.name: getattr(s, f.name) for f in StepSettings._meta.fields})
                 for s in definition_steps
             )
             if definition.mode != Definition.Mode.CHOREOGRAPHY:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from datetime import timedelta
 
 import graphviz
@@ -24,6 +23,7 @@ from . import choreography_graph as graph  # graph: draws either kind of definit
 from . import roles, services
 from .api.events import flow_json
 from .api.pagination import CappedCountPaginator
+from .filters import filter_sagas
 from .machine import VALID_ACTIONS, SagaStatus
 from .models import Alert, Definition, DefinitionStep, Saga, SagaEvent, SagaStep, StepAttempt
 
@@ -32,7 +32,6 @@ viewer_required = permission_required(roles.VIEW, raise_exception=True)
 THROUGHPUT_MINUTES = 15
 EVENTS_SHOWN = 500  # the timeline shows a saga's latest events; the API pages through all of them
 STATS_SAGAS = 5000  # per-step statistics cover the latest sagas of a definition, so they stay cheap
-ID_PREFIX = re.compile(r"[0-9a-f]{4}[0-9a-f-]{0,32}")
 FINAL = ("completed", "compensated", "failed")
 ACTION_HELP = {
     "retry": "Run the stuck step again (the failed action or compensation) and carry on.",
@@ -102,22 +101,8 @@ def throughput(now) -> dict:
 @page
 def saga_list(request):
     params = request.GET
-    sagas = Saga.objects.all()
-    problems = []
-    statuses = [s for s in params.get("status", "").split(",") if s]
-    if unknown := set(statuses) - {s.value for s in SagaStatus}:
-        problems.append(f"unknown status {', '.join(sorted(unknown))}")
-    elif statuses:
-        sagas = sagas.filter(status__in=statuses)
-    if value := params.get("definition"):
-        sagas = sagas.filter(definition_name=value)
-    if value := params.get("correlation_id"):
-        sagas = sagas.filter(correlation_id=value)
-    if value := params.get("search", "").strip():
-        match = Q(correlation_id__icontains=value)
-        if ID_PREFIX.fullmatch(value.lower()):
-            match |= Q(id__startswith=value.lower())
-        sagas = sagas.filter(match)
+    sagas, problems_by_field = filter_sagas(Saga.objects.all(), params)
+    problems = [problem for found in problems_by_field.values() for problem in found]
     pages = CappedCountPaginator(sagas.order_by("-created_at", "-pk"), 50)
     page_obj = pages.get_page(params.get("page"))
     query = params.copy()

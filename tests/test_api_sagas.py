@@ -96,6 +96,7 @@ def test_it_lists_and_filters(viewer_api):
     assert ids(definition="three-steps", correlation_id="order-100") == [str(done.pk)]
     assert ids(search="order-") == [str(broken.pk), str(done.pk)]
     assert ids(search=str(running.pk)) == [str(running.pk)]
+    assert ids(search=str(running.pk)[:8]) == [str(running.pk)]
     assert ids(ordering="created_at") == [str(done.pk), str(broken.pk), str(running.pk)]
     page = viewer_api.get("/api/sagas/", {"page_size": 2}).json()
     assert page["count"] == 3 and len(page["results"]) == 2 and page["next"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -13,6 +13,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from .. import services
+from ..filters import filter_sagas
 from ..machine import OperatorAction, SagaStatus
 from ..models import Alert, AuditEntry, Definition, Effect, Saga, SagaEvent, SagaStep, StepAttempt
 from . import serializers as s
@@ -59,24 +60,9 @@ class SagaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                 "steps", SagaStep.objects.order_by("index").prefetch_related(
                     Prefetch("attempts", StepAttempt.objects.order_by("started_at", "id")))))
         params = self.request.query_params
-        if value := params.get("status"):
-            wanted = [v for v in value.split(",") if v]
-            unknown = set(wanted) - {x.value for x in SagaStatus}
-            if unknown:
-                raise ValidationError({"status": [f"unknown status {sorted(unknown)}; use one of "
-                                                  f"{[x.value for x in SagaStatus]}"]})
-            sagas = sagas.filter(status__in=wanted)
-        if value := params.get("definition"):
-            sagas = sagas.filter(definition_name=value)
-        if value := params.get("correlation_id"):
-            sagas = sagas.filter(correlation_id=value)
-        if value := params.get("search", "").strip():
-            match = Q(correlation_id__icontains=value)
-            try:
-                match |= Q(pk=uuid.UUID(value))
-            except ValueError:
-                pass
-            sagas = sagas.filter(match)
+        sagas, problems = filter_sagas(sagas, params)
+        if problems:
+            raise ValidationError(problems)
         ordering = params.get("ordering") or "-created_at"
         if ordering not in ORDERINGS:
             raise ValidationError({"ordering": [f"cannot order by {ordering!r}; use one of {sorted(ORDERINGS)}"]})

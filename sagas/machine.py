@@ -6,7 +6,7 @@ events that the change publishes and the one piece of work (an action or a compe
 step) that must run next, if any. `sagas.services` loads the state from the database, asks this
 module what happens, and writes the answer back in one transaction.
 
-Invariants kept here (and checked by tests/test_machine.py):
+Invariants kept here (and checked by tests/test_machine_*.py):
 - steps run forward one at a time, in order;
 - compensation runs over exactly the steps whose action took effect (succeeded, resolved by hand,
   or failed with `compensate_on_failure`) and that have a compensation, in reverse order, each

@@ -6,6 +6,8 @@ trigram index on UPPER(correlation_id) can. SQLite (the embedded mode) goes with
 
 from django.db import migrations
 
+from sagas.db import postgres_only
+
 CREATE = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     "CREATE INDEX IF NOT EXISTS saga_correlation_trgm ON sagas_saga USING gin (UPPER(correlation_id) gin_trgm_ops)",
@@ -13,16 +15,6 @@ CREATE = [
 DROP = ["DROP INDEX IF EXISTS saga_correlation_trgm"]
 
 
-def run(statements):
-    def apply(apps, schema_editor):
-        if schema_editor.connection.vendor != "postgresql":
-            return
-        for statement in statements:
-            schema_editor.execute(statement)
-
-    return apply
-
-
 class Migration(migrations.Migration):
     dependencies = [("sagas", "0004_list_orderings")]
-    operations = [migrations.RunPython(run(CREATE), run(DROP))]
+    operations = [postgres_only(CREATE, DROP)]

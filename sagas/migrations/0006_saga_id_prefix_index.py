@@ -2,20 +2,12 @@
 
 from django.db import migrations
 
+from sagas.db import postgres_only
+
 CREATE = ['CREATE INDEX IF NOT EXISTS saga_id_prefix ON sagas_saga (("id"::text) text_pattern_ops)']
 DROP = ["DROP INDEX IF EXISTS saga_id_prefix"]
 
 
-def run(statements):
-    def apply(apps, schema_editor):
-        if schema_editor.connection.vendor != "postgresql":
-            return
-        for statement in statements:
-            schema_editor.execute(statement)
-
-    return apply
-
-
 class Migration(migrations.Migration):
     dependencies = [("sagas", "0005_correlation_search_index")]
-    operations = [migrations.RunPython(run(CREATE), run(DROP))]
+    operations = [postgres_only(CREATE, DROP)]

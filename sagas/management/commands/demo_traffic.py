@@ -18,9 +18,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, rate, duration, failure_mix, seed, **options):
         if settings.EMBEDDED:
-            raise CommandError("REDIS_URL is unset: the sagas would go to this process's in-memory broker, "
-                               "where no worker runs. Use `manage.py standalone` (demo traffic built in) or "
-                               "set REDIS_URL for the production topology.")
+            # The sagas land in the shared database; a running `manage.py standalone` picks them up
+            # with its recovery round once they have been quiet for SAGABOARD_STALL_SECONDS.
+            self.stderr.write("REDIS_URL is unset: no worker listens to this process's in-memory broker; a running "
+                              "`manage.py standalone` on the same database takes these sagas up within about "
+                              f"{settings.SAGABOARD_STALL_SECONDS:g} s")
         if rate <= 0:
             raise CommandError("--rate must be above 0")
         try:

@@ -143,7 +143,8 @@ SAGABOARD_ALERT_WEBHOOK = env.text("SAGABOARD_ALERT_WEBHOOK")
 # How long past its timeout an attempt's worker may stay silent before recovery takes it over.
 SAGABOARD_LEASE_GRACE_SECONDS = env.number("SAGABOARD_LEASE_GRACE_SECONDS", 10)
 # How long an active saga may sit with nothing running before recovery enqueues its next call.
-SAGABOARD_STALL_SECONDS = env.number("SAGABOARD_STALL_SECONDS", 15)
+# (Embedded: shorter, so that sagas another process started on the same database, e.g. demo_traffic, start soon.)
+SAGABOARD_STALL_SECONDS = env.number("SAGABOARD_STALL_SECONDS", 3 if EMBEDDED else 15)
 SAGABOARD_MAX_CONTEXT_BYTES = 256 * 1024
 # False holds every call in the database instead of sending it to the workers (tests that drive
 # sagas by hand use it; recovery sends what is due once it is True again).

@@ -136,6 +136,8 @@ CELERY_BEAT_SCHEDULE = {
 SAGABOARD_HTTP_ALLOWLIST = env.items("SAGABOARD_HTTP_ALLOWLIST")
 # Where this sagaboard is served; HTTP handlers may call its own demo services (/demo/services/) there.
 SAGABOARD_PUBLIC_URL = env.text("SAGABOARD_PUBLIC_URL") or "http://127.0.0.1:8000"
+# Mount the demo's HTTP services under /demo/services/ (they need no login: turn them off in production).
+SAGABOARD_DEMO_SERVICES = env.flag("SAGABOARD_DEMO_SERVICES", True)
 # The HTTP client's own timeout for an HTTP step (the step's timeout_seconds still bounds the call).
 SAGABOARD_HTTP_TIMEOUT_SECONDS = env.number("SAGABOARD_HTTP_TIMEOUT_SECONDS", 30, 0.1)
 SAGABOARD_ALERT_EMAILS = env.items("SAGABOARD_ALERT_EMAILS")

@@ -73,9 +73,14 @@ _datetime = DateTimeField()  # the API's format, so that a summary reads like th
 @functools.cache
 def _serializers() -> dict:
     """The API's serializers, built once: a new DRF serializer per message costs more than the message."""
-    from .api.serializers import AlertSerializer, EventSerializer, StepSerializer
+    from .api.serializers import AlertSerializer, AttemptSerializer, EventSerializer, StepSerializer
 
-    return {"step": StepSerializer(), "event": EventSerializer(), "alert": AlertSerializer()}
+    class StepOnlySerializer(StepSerializer):
+        class Meta(StepSerializer.Meta):
+            fields = tuple(name for name in StepSerializer.Meta.fields if name != "attempts")
+
+    return {"step": StepOnlySerializer(), "attempt": AttemptSerializer(), "event": EventSerializer(),
+            "alert": AlertSerializer()}
 
 
 def saga_message(saga) -> dict:
@@ -86,10 +91,11 @@ def saga_message(saga) -> dict:
     }}
 
 
-def step_message(saga_id, version: int, step) -> dict:
-    """`step` with its attempts prefetched (ordered as the API orders them: started_at, id)."""
-    return {"type": "step", "saga_id": str(saga_id), "version": version,
-            "step": _serializers()["step"].to_representation(step)}
+def step_message(saga_id, version: int, step, attempts) -> dict:
+    """`step` with its `attempts`, ordered as the API orders them (started_at, id)."""
+    representation = _serializers()["step"].to_representation(step)
+    representation["attempts"] = [_serializers()["attempt"].to_representation(a) for a in attempts]
+    return {"type": "step", "saga_id": str(saga_id), "version": version, "step": representation}
 
 
 def event_message(saga_id, version: int, event) -> dict:
@@ -103,25 +109,33 @@ def alert_message(alert) -> dict:
 
 # --- publishing after commit -------------------------------------------------------------------
 
-def publish_after_commit(saga, steps: Iterable, events: Iterable) -> None:
+def publish_after_commit(saga, steps: Iterable, events: Iterable, attempts: Iterable = ()) -> None:
     """After the current transaction commits, tell the saga's watchers what changed.
 
-    `steps` are the step rows as this transaction wrote them; their attempts are read after commit
-    (one query), and the messages are built then too, so that nothing here lengthens the
-    transaction that holds the saga's row lock.
+    `steps` are the step rows as this transaction wrote them, and `attempts` the attempt rows it
+    wrote. A step whose attempts are all among them (its first call) needs no query; the attempts
+    of the others are read after commit, in one query. The messages are built then too, so that
+    nothing here lengthens the transaction that holds the saga's row lock.
     """
     summary = saga_message(saga)  # now: `saga` holds what this transaction wrote
     saga_id, version = saga.pk, saga.version
     steps, events = sorted(steps, key=lambda step: step.index), list(events)
+    known: dict[int, list] = {}
+    for attempt in attempts:
+        known.setdefault(attempt.step_id, []).append(attempt)
+    attempts_of = {step.pk: known.get(step.pk, []) for step in steps
+                   if len(known.get(step.pk, ())) == step.action_attempts + step.compensation_attempts}
 
     def publish() -> None:
-        from django.db.models import Prefetch, prefetch_related_objects
-
         from .models import StepAttempt
 
-        prefetch_related_objects(steps, Prefetch("attempts", StepAttempt.objects.order_by("started_at", "id")))
+        unknown = [step.pk for step in steps if step.pk not in attempts_of]
+        if unknown:
+            for attempt in StepAttempt.objects.filter(step_id__in=unknown).order_by("started_at", "id"):
+                attempts_of.setdefault(attempt.step_id, []).append(attempt)
         messages = [summary]
-        messages += [step_message(saga_id, version, step) for step in steps]
+        messages += [step_message(saga_id, version, step, sorted(attempts_of.get(step.pk, ()), key=_attempt_order))
+                     for step in steps]
         messages += [event_message(saga_id, version, event) for event in events]
         send(saga_group(saga_id), messages)
         send_summary(summary)
@@ -129,6 +143,10 @@ def publish_after_commit(saga, steps: Iterable, events: Iterable) -> None:
     # robust: a failure to publish is logged and must not keep later callbacks (the next step's
     # enqueue) from running.
     transaction.on_commit(publish, robust=True)
+
+
+def _attempt_order(attempt) -> tuple:
+    return attempt.started_at, attempt.pk
 
 
 def alert_after_commit(alert) -> None:

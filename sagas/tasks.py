@@ -12,13 +12,25 @@ from celery import shared_task
 from . import execution, services
 from .machine import Kind
 
+# A saga's calls made one after another for one message (see run_step).
+MAX_CALLS_PER_MESSAGE = 20
+
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_step(saga_id: str, kind: str, index: int, number: int) -> None:
-    call = services.claim(saga_id, Kind(kind), index, number, worker=run_step.request.hostname or "")
-    if call is None:
-        return  # not due anymore: a duplicate delivery, or an operator moved the saga on
-    services.record_outcome(call, execution.make_call(call))
+    worker = run_step.request.hostname or ""
+    call = services.claim(saga_id, Kind(kind), index, number, worker=worker)
+    # None: not due anymore (a duplicate delivery, or an operator moved the saga on). Otherwise the
+    # saga's calls that are due at once follow here, up to a bound, so that one message does not
+    # hold a worker (and stay unacknowledged) for a saga of any length.
+    calls_left = MAX_CALLS_PER_MESSAGE
+    while call is not None:
+        outcome = execution.make_call(call)
+        calls_left -= 1
+        if calls_left == 0:
+            services.record_outcome(call, outcome)  # the next call, if any, goes through the broker
+            return
+        call = services.advance(call, outcome, worker)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)

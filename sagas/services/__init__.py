@@ -9,13 +9,13 @@ inside a transaction: `tasks.py` claims, calls (see `execution.py`) and records 
 
     state.py      load a saga and write a transition (shared by the modules below)
     starting.py   start_saga, receive_event (a choreography's first event from outside)
-    calls.py      claim, record_outcome: a worker's call of a step
+    calls.py      claim, record_outcome, advance: a worker's calls of a saga's steps
     operators.py  act: retry, compensate, resolve
     flows.py      choreography: publish received events in flow order
     recovery.py   recover, next_work, check_deadlines (Celery beat)
 """
 
-from .calls import Call, Outcome, claim, record_outcome
+from .calls import Call, Outcome, advance, claim, record_outcome
 from .flows import flow_state, publish_event
 from .operators import act
 from .recovery import check_deadlines, next_work, recover
@@ -23,6 +23,6 @@ from .starting import receive_event, start_saga
 from .state import Conflict, NotAllowed
 
 __all__ = [
-    "Call", "Conflict", "NotAllowed", "Outcome", "act", "check_deadlines", "claim", "flow_state", "next_work",
+    "Call", "Conflict", "NotAllowed", "Outcome", "act", "advance", "check_deadlines", "claim", "flow_state", "next_work",
     "publish_event", "receive_event", "record_outcome", "recover", "start_saga",
 ]

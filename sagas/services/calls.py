@@ -1,4 +1,8 @@
-"""A worker's call of a step: claim it (an attempt row with a lease), then record its outcome."""
+"""A worker's call of a step: claim it (an attempt row with a lease), then record its outcome.
+
+`advance` records a call and claims the saga's next one in the same transaction when it is due
+at once, so that a saga moving forward (or back) costs one transaction per step.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from .flows import apply_held
 from .state import (
     CONFLICT_RETRIES,
     Conflict,
+    Loaded,
     after_commit,
     attempt_counter,
     attempts_made,
@@ -42,6 +47,8 @@ class Call:
     timeout_seconds: float
     idempotency_key: str
     context: dict
+    started_at: datetime
+    worker: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,18 @@ class Outcome:
     # HTTP handlers: the status code answered and a bounded excerpt of the body.
     http_status: int | None = None
     response_excerpt: str = ""
+
+
+@dataclass(frozen=True)
+class _Begun:
+    """An attempt row inserted, with the transition and fields still to be written for it."""
+
+    transition: machine.Transition
+    step_fields: dict[int, dict]
+    saga_fields: dict[str, Any]
+    event_data: dict
+    attempt: StepAttempt
+    call: Call
 
 
 def claim(saga_id: str, kind: Kind, index: int, number: int, worker: str = "") -> Call | None:
@@ -72,37 +91,52 @@ def claim(saga_id: str, kind: Kind, index: int, number: int, worker: str = "") -
                 step = loaded.steps[index] if index < len(loaded.steps) else None
                 if step is None or attempts_made(step, work.kind) != number - 1:
                     return None
-                state, prefix = loaded.rule_state, ()
-                if state.status == SagaStatus.PENDING and loaded.flow is None:
-                    # Orchestration starts with its first call; a choreography starts with its start event.
-                    started = machine.start(state)
-                    state, prefix = started.state, started.events
-                try:
-                    transition = loaded.rules.claim(state, work)
-                except machine.InvalidTransition:
-                    return None
-                transition = replace(transition, events=prefix + transition.events)
                 now = timezone.now()
-                key = step.idempotency_key(work.kind)
-                attempt = StepAttempt.objects.create(
-                    saga_id=saga_id, step=step, kind=work.kind, number=number, idempotency_key=key,
-                    started_at=now, worker=worker,
-                    lease_expires_at=now + timedelta(seconds=step.timeout_seconds + settings.SAGABOARD_LEASE_GRACE_SECONDS),
-                )
-                write(loaded, transition, now, step_fields={index: {attempt_counter(work.kind): number}},
-                       saga_fields={"started_at": loaded.saga.started_at or now, "wake_at": None},
-                       event_data={"attempt": number, "idempotency_key": key})
+                begun = _begin(loaded, loaded.rule_state, work, now, worker)
+                if begun is None:
+                    return None
+                write(loaded, begun.transition, now, step_fields=begun.step_fields, saga_fields=begun.saga_fields,
+                      event_data=begun.event_data, attempts=[begun.attempt])
+                return begun.call
         except Conflict:
             continue
         except IntegrityError:
             return None  # the same attempt was claimed by a concurrent delivery
-        return Call(
-            attempt_id=attempt.pk, saga_id=str(saga_id), correlation_id=loaded.saga.correlation_id,
-            step_name=step.name, kind=work.kind, index=index, number=number,
-            handler=step.action if work.kind == Kind.ACTION else step.compensation,
-            timeout_seconds=step.timeout_seconds, idempotency_key=key, context=loaded.saga.context,
-        )
     raise Conflict(f"saga {saga_id}: could not claim {work} after {CONFLICT_RETRIES} tries")
+
+
+def _begin(loaded: Loaded, state, work: machine.Work, now: datetime, worker: str) -> _Begun | None:
+    """Insert the next attempt of `work` from `state` (its row, with a lease); None if not allowed."""
+    step = loaded.steps[work.index]
+    number = attempts_made(step, work.kind) + 1
+    prefix = ()
+    if state.status == SagaStatus.PENDING and loaded.flow is None:
+        # Orchestration starts with its first call; a choreography starts with its start event.
+        started = machine.start(state)
+        state, prefix = started.state, started.events
+    try:
+        transition = loaded.rules.claim(state, work)
+    except machine.InvalidTransition:
+        return None
+    key = step.idempotency_key(work.kind)
+    attempt = StepAttempt.objects.create(
+        saga_id=loaded.saga.pk, step=step, kind=work.kind, number=number, idempotency_key=key,
+        started_at=now, worker=worker,
+        lease_expires_at=now + timedelta(seconds=step.timeout_seconds + settings.SAGABOARD_LEASE_GRACE_SECONDS),
+    )
+    call = Call(
+        attempt_id=attempt.pk, saga_id=str(loaded.saga.pk), correlation_id=loaded.saga.correlation_id,
+        step_name=step.name, kind=work.kind, index=work.index, number=number,
+        handler=step.action if work.kind == Kind.ACTION else step.compensation,
+        timeout_seconds=step.timeout_seconds, idempotency_key=key, context=loaded.saga.context,
+        started_at=now, worker=worker,
+    )
+    return _Begun(
+        transition=replace(transition, events=prefix + transition.events),
+        step_fields={work.index: {attempt_counter(work.kind): number}},
+        saga_fields={"started_at": loaded.saga.started_at or now, "wake_at": None},
+        event_data={"attempt": number, "idempotency_key": key}, attempt=attempt, call=call,
+    )
 
 
 def record_outcome(attempt: StepAttempt | Call, outcome: Outcome) -> bool:
@@ -110,34 +144,60 @@ def record_outcome(attempt: StepAttempt | Call, outcome: Outcome) -> bool:
 
     `attempt` is the claimed `Call` (from a worker) or the attempt row (from recovery). The row is
     settled with a conditional update first, so a late report from a worker that recovery has
-    given up on changes nothing.
+    given up on changes nothing. The next call, if any, is enqueued after commit.
     """
+    settled, _ = _record(attempt, outcome, continue_as=None)
+    return settled
+
+
+def advance(call: Call, outcome: Outcome, worker: str = "") -> Call | None:
+    """Record a worker's call and, when the saga's next call is due at once, claim it in the same
+    transaction and return it, for the same worker to make next.
+
+    So a saga moving forward (or compensating) costs one transaction per step and no trip through
+    the broker. A crash in the middle is no different from a crash in a call claimed from a
+    message: the attempt's lease expires and `recover` settles it. When the next call is not due
+    at once (a retry after its backoff, a choreography's fan-out) it is enqueued after commit, as
+    by `record_outcome`, and None is returned.
+    """
+    _, next_call = _record(call, outcome, continue_as=worker)
+    return next_call
+
+
+def _record(attempt: StepAttempt | Call, outcome: Outcome, continue_as: str | None) -> tuple[bool, Call | None]:
     attempt_id = attempt.attempt_id if isinstance(attempt, Call) else attempt.pk
     for _ in range(CONFLICT_RETRIES):
         try:
             with transaction.atomic():
                 now = timezone.now()
-                settled = StepAttempt.objects.filter(pk=attempt_id, status=StepAttempt.Status.RUNNING).update(
-                    status=StepAttempt.Status.SUCCEEDED if outcome.succeeded else StepAttempt.Status.FAILED,
-                    finished_at=now, error=outcome.error[:10_000], traceback=outcome.traceback[:50_000],
-                    output=outcome.output, http_status=outcome.http_status,
-                    response_excerpt=outcome.response_excerpt[:10_000],
-                )
+                result = {
+                    "status": StepAttempt.Status.SUCCEEDED if outcome.succeeded else StepAttempt.Status.FAILED,
+                    "finished_at": now, "error": outcome.error[:10_000], "traceback": outcome.traceback[:50_000],
+                    "output": outcome.output, "http_status": outcome.http_status,
+                    "response_excerpt": outcome.response_excerpt[:10_000],
+                }
+                settled = StepAttempt.objects.filter(pk=attempt_id, status=StepAttempt.Status.RUNNING).update(**result)
                 if not settled:
-                    return False
-                settle(attempt, outcome, now)
+                    return False, None
+                return True, _settle(attempt, result, outcome, now, continue_as)
         except Conflict:
             continue
-        return True
     raise Conflict(f"attempt {attempt_id}: could not record its outcome after {CONFLICT_RETRIES} tries")
 
 
-def settle(attempt: StepAttempt | Call, outcome: Outcome, now: datetime) -> None:
+def _settle(attempt: StepAttempt | Call, result: dict, outcome: Outcome, now: datetime,
+            continue_as: str | None) -> Call | None:
     loaded = load(attempt.saga_id)
     if isinstance(attempt, Call):
-        step, number = loaded.steps[attempt.index], attempt.number
+        step = loaded.steps[attempt.index]
+        row = StepAttempt(pk=attempt.attempt_id, saga_id=loaded.saga.pk, step=step, kind=attempt.kind,
+                          number=attempt.number, idempotency_key=attempt.idempotency_key,
+                          started_at=attempt.started_at, worker=attempt.worker, **result)
     else:
-        step, number = next(s for s in loaded.steps if s.pk == attempt.step_id), attempt.number
+        step, row = next(s for s in loaded.steps if s.pk == attempt.step_id), attempt
+        for name, value in result.items():
+            setattr(row, name, value)
+    number = attempt.number
     work = machine.Work(Kind(attempt.kind), step.index)
     saga_fields: dict[str, Any] = {}
     if outcome.succeeded:
@@ -158,9 +218,28 @@ def settle(attempt: StepAttempt | Call, outcome: Outcome, now: datetime) -> None
         event_data["retry_in_seconds"] = delay
     # Choreography: the event a step's outcome publishes is written in this same transaction.
     published = published_data(loaded, transition, source="sagaboard", step=step.name, attempt=number,
-                                data=outcome.output or {}, **({} if outcome.succeeded else {"error": outcome.error[:2000]}))
-    write(loaded, transition, now, step_fields={step.index: {}}, saga_fields=saga_fields, event_data=event_data,
-           data_by_type=published)
-    for due in due_works(transition):
-        after_commit(loaded.saga, due, attempts_made(loaded.steps[due.index], due.kind) + 1, delay)
+                               data=outcome.output or {}, **({} if outcome.succeeded else {"error": outcome.error[:2000]}))
+    step_fields: dict[int, dict] = {step.index: {}}
+    attempts = [row]
+    event_data_each = [event_data] * len(transition.events)
+    due = due_works(transition)
+    begun = None
+    if continue_as is not None and loaded.flow is None and len(due) == 1 and delay == 0:
+        if "context" in saga_fields:
+            loaded.saga.context = saga_fields["context"]  # the next call sees what this one returned
+        begun = _begin(loaded, transition.state, due[0], now, continue_as)
+    if begun is not None:
+        # One write for both moves: what this call changed, and the next call beginning.
+        transition = machine.Transition(begun.transition.state, transition.events + begun.transition.events)
+        step_fields.update(begun.step_fields)
+        saga_fields.update(begun.saga_fields)
+        event_data_each += [begun.event_data] * len(begun.transition.events)
+        attempts.append(begun.attempt)
+    write(loaded, transition, now, step_fields=step_fields, saga_fields=saga_fields, event_data=event_data_each,
+          data_by_type=published, attempts=attempts)
+    if begun is not None:
+        return begun.call
+    for work in due:
+        after_commit(loaded.saga, work, attempts_made(loaded.steps[work.index], work.kind) + 1, delay)
     apply_held(loaded, transition, now)
+    return None

@@ -6,6 +6,7 @@ Shared by the other service modules; nothing outside `sagas.services` calls it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,7 +16,7 @@ from django.db.models import Q
 
 from .. import alerts, choreography, events, machine
 from ..machine import Kind, SagaStatus
-from ..models import Definition, Saga, SagaEvent, SagaStep
+from ..models import Definition, Saga, SagaEvent, SagaStep, StepAttempt
 
 CONFLICT_RETRIES = 20
 # Choreography: the log entry of an event received (from outside, or the start event), before it is applied.
@@ -66,10 +67,14 @@ class Loaded:
 
 
 def load(saga_id) -> Loaded | None:
-    saga = Saga.objects.select_related("definition").filter(pk=saga_id).first()
-    if saga is None:
+    # One query: the steps, each joined with its saga and definition (a saga has at least one step).
+    steps = list(SagaStep.objects.select_related("saga__definition").filter(saga_id=saga_id).order_by("index"))
+    if not steps:
         return None
-    loaded = Loaded(saga, list(saga.steps.order_by("index")))
+    saga = steps[0].saga
+    for step in steps:
+        step.saga = saga
+    loaded = Loaded(saga, steps)
     if saga.definition.mode == Definition.Mode.CHOREOGRAPHY:
         load_flow(loaded)
     return loaded
@@ -103,11 +108,15 @@ def attempts_made(step: SagaStep, kind: Kind) -> int:
 
 
 def write(loaded: Loaded, transition: machine.Transition, now: datetime, *,
-           step_fields: dict[int, dict] | None = None, saga_fields: dict | None = None,
-           event_data: dict | None = None, data_by_type: dict[str, dict] | None = None) -> None:
+          step_fields: dict[int, dict] | None = None, saga_fields: dict | None = None,
+          event_data: dict | list[dict] | None = None, data_by_type: dict[str, dict] | None = None,
+          attempts: Iterable[StepAttempt] = ()) -> None:
     """Write a transition: the saga (conditionally on its version), changed steps, events, alerts.
 
-    `data_by_type` gives the data of events of those types (choreography's received and published events).
+    `event_data` is the data of the events about the call or action being written, one dict for
+    all of them or one per event of `transition`. `data_by_type` gives the data of events of those
+    types (choreography's received and published events). `attempts` are the attempt rows as this
+    transaction left them, so that publishing need not read them back.
     """
     data_by_type = data_by_type or {}
     saga, new = loaded.saga, transition.state
@@ -130,19 +139,20 @@ def write(loaded: Loaded, transition: machine.Transition, now: datetime, *,
             SagaStep.objects.filter(pk=loaded.steps[index].pk).update(**changes)
         for name, value in changes.items():
             setattr(loaded.steps[index], name, value)
+    each = event_data if isinstance(event_data, list) else [event_data] * len(transition.events)
     created = SagaEvent.objects.bulk_create(
         SagaEvent(saga_id=saga.pk, seq=saga.event_seq + i, type=event.type, at=now,
                   step=None if event.step is None else new.steps[event.step].name,
                   data=data_by_type[event.type] if event.type in data_by_type else
-                  event_data if _about_the_call(event) else {})
-        for i, event in enumerate(transition.events, start=1)
+                  data if _about_the_call(event) else {})
+        for i, (event, data) in enumerate(zip(transition.events, each, strict=True), start=1)
     )
     old_status = saga.status
     for name, value in fields.items():
         setattr(saga, name, value)
     if old_status != new.status:
         alerts.status_changed(saga, old_status, new.status)
-    events.publish_after_commit(saga, [loaded.steps[i] for i in sorted(step_fields)], created)
+    events.publish_after_commit(saga, [loaded.steps[i] for i in sorted(step_fields)], created, attempts)
 
 
 def _about_the_call(event: machine.Event) -> bool:

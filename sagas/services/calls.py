@@ -65,7 +65,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class _Begun:
-    """An attempt row inserted, with the transition and fields still to be written for it."""
+    """The next attempt of a call, to be written with its transition: the row gets its pk then."""
 
     transition: machine.Transition
     step_fields: dict[int, dict]
@@ -73,6 +73,9 @@ class _Begun:
     event_data: dict
     attempt: StepAttempt
     call: Call
+
+    def written(self) -> Call:
+        return replace(self.call, attempt_id=self.attempt.pk)
 
 
 def claim(saga_id: str, kind: Kind, index: int, number: int, worker: str = "") -> Call | None:
@@ -96,8 +99,8 @@ def claim(saga_id: str, kind: Kind, index: int, number: int, worker: str = "") -
                 if begun is None:
                     return None
                 write(loaded, begun.transition, now, step_fields=begun.step_fields, saga_fields=begun.saga_fields,
-                      event_data=begun.event_data, attempts=[begun.attempt])
-                return begun.call
+                      event_data=begun.event_data, new_attempts=[begun.attempt])
+                return begun.written()
         except Conflict:
             continue
         except IntegrityError:
@@ -106,7 +109,7 @@ def claim(saga_id: str, kind: Kind, index: int, number: int, worker: str = "") -
 
 
 def _begin(loaded: Loaded, state, work: machine.Work, now: datetime, worker: str) -> _Begun | None:
-    """Insert the next attempt of `work` from `state` (its row, with a lease); None if not allowed."""
+    """The next attempt of `work` from `state` (its row, with a lease, not yet written); None if not allowed."""
     step = loaded.steps[work.index]
     number = attempts_made(step, work.kind) + 1
     prefix = ()
@@ -119,13 +122,13 @@ def _begin(loaded: Loaded, state, work: machine.Work, now: datetime, worker: str
     except machine.InvalidTransition:
         return None
     key = step.idempotency_key(work.kind)
-    attempt = StepAttempt.objects.create(
+    attempt = StepAttempt(
         saga_id=loaded.saga.pk, step=step, kind=work.kind, number=number, idempotency_key=key,
         started_at=now, worker=worker,
         lease_expires_at=now + timedelta(seconds=step.timeout_seconds + settings.SAGABOARD_LEASE_GRACE_SECONDS),
     )
     call = Call(
-        attempt_id=attempt.pk, saga_id=str(loaded.saga.pk), correlation_id=loaded.saga.correlation_id,
+        attempt_id=0, saga_id=str(loaded.saga.pk), correlation_id=loaded.saga.correlation_id,
         step_name=step.name, kind=work.kind, index=work.index, number=number,
         handler=step.action if work.kind == Kind.ACTION else step.compensation,
         timeout_seconds=step.timeout_seconds, idempotency_key=key, context=loaded.saga.context,
@@ -220,7 +223,6 @@ def _settle(attempt: StepAttempt | Call, result: dict, outcome: Outcome, now: da
     published = published_data(loaded, transition, source="sagaboard", step=step.name, attempt=number,
                                data=outcome.output or {}, **({} if outcome.succeeded else {"error": outcome.error[:2000]}))
     step_fields: dict[int, dict] = {step.index: {}}
-    attempts = [row]
     event_data_each = [event_data] * len(transition.events)
     due = due_works(transition)
     begun = None
@@ -234,11 +236,10 @@ def _settle(attempt: StepAttempt | Call, result: dict, outcome: Outcome, now: da
         step_fields.update(begun.step_fields)
         saga_fields.update(begun.saga_fields)
         event_data_each += [begun.event_data] * len(begun.transition.events)
-        attempts.append(begun.attempt)
     write(loaded, transition, now, step_fields=step_fields, saga_fields=saga_fields, event_data=event_data_each,
-          data_by_type=published, attempts=attempts)
+          data_by_type=published, attempts=[row], new_attempts=[] if begun is None else [begun.attempt])
     if begun is not None:
-        return begun.call
+        return begun.written()
     for work in due:
         after_commit(loaded.saga, work, attempts_made(loaded.steps[work.index], work.kind) + 1, delay)
     apply_held(loaded, transition, now)

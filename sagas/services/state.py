@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from .. import alerts, choreography, events, machine
 from ..machine import Kind, SagaStatus
 from ..models import Definition, Saga, SagaEvent, SagaStep, StepAttempt
+from .sql import Batch, RowsMissed, read_saga
 
 CONFLICT_RETRIES = 20
 # Choreography: the log entry of an event received (from outside, or the start event), before it is applied.
@@ -67,15 +68,12 @@ class Loaded:
 
 
 def load(saga_id) -> Loaded | None:
-    # One query: the steps, each joined with its saga and definition (a saga has at least one step).
-    steps = list(SagaStep.objects.select_related("saga__definition").filter(saga_id=saga_id).order_by("index"))
-    if not steps:
+    found = read_saga(saga_id)
+    if found is None:
         return None
-    saga = steps[0].saga
-    for step in steps:
-        step.saga = saga
+    saga, mode, steps = found
     loaded = Loaded(saga, steps)
-    if saga.definition.mode == Definition.Mode.CHOREOGRAPHY:
+    if mode == Definition.Mode.CHOREOGRAPHY:
         load_flow(loaded)
     return loaded
 
@@ -110,13 +108,14 @@ def attempts_made(step: SagaStep, kind: Kind) -> int:
 def write(loaded: Loaded, transition: machine.Transition, now: datetime, *,
           step_fields: dict[int, dict] | None = None, saga_fields: dict | None = None,
           event_data: dict | list[dict] | None = None, data_by_type: dict[str, dict] | None = None,
-          attempts: Iterable[StepAttempt] = ()) -> None:
+          attempts: Iterable[StepAttempt] = (), new_attempts: Iterable[StepAttempt] = ()) -> None:
     """Write a transition: the saga (conditionally on its version), changed steps, events, alerts.
 
     `event_data` is the data of the events about the call or action being written, one dict for
     all of them or one per event of `transition`. `data_by_type` gives the data of events of those
-    types (choreography's received and published events). `attempts` are the attempt rows as this
-    transaction left them, so that publishing need not read them back.
+    types (choreography's received and published events). `new_attempts` are attempt rows to
+    insert with it (they get their pk); `attempts` are attempt rows as this transaction left them.
+    Both go to the live update, so that publishing need not read them back.
     """
     data_by_type = data_by_type or {}
     saga, new = loaded.saga, transition.state
@@ -131,28 +130,37 @@ def write(loaded: Loaded, transition: machine.Transition, now: datetime, *,
                   current_step=current_step_name(new, transition, saga.current_step))
     if new.status in machine.TERMINAL and saga.finished_at is None:
         fields["finished_at"] = now
-    updated = Saga.objects.filter(pk=saga.pk, version=saga.version).update(**fields)
-    if not updated:
-        raise Conflict(f"saga {saga.pk} moved past version {saga.version}")
-    for index, changes in step_fields.items():
-        if changes:
-            SagaStep.objects.filter(pk=loaded.steps[index].pk).update(**changes)
-        for name, value in changes.items():
-            setattr(loaded.steps[index], name, value)
     each = event_data if isinstance(event_data, list) else [event_data] * len(transition.events)
-    created = SagaEvent.objects.bulk_create(
+    created = [
         SagaEvent(saga_id=saga.pk, seq=saga.event_seq + i, type=event.type, at=now,
                   step=None if event.step is None else new.steps[event.step].name,
                   data=data_by_type[event.type] if event.type in data_by_type else
                   data if _about_the_call(event) else {})
         for i, (event, data) in enumerate(zip(transition.events, each, strict=True), start=1)
-    )
+    ]
+    new_attempts = list(new_attempts)
+    changes = Batch()
+    changes.update(Saga, {"pk": saga.pk, "version": saga.version}, fields, conditional=True)
+    for index, values in step_fields.items():
+        changes.update(SagaStep, {"pk": loaded.steps[index].pk}, values)
+    changes.insert(new_attempts, returning_pk=True)
+    changes.insert(created)
+    try:
+        changes.run()
+    except (RowsMissed, IntegrityError) as error:
+        # IntegrityError too: sent together with a missed version check, the event rows can collide
+        # with those of the transaction that moved the saga first.
+        raise Conflict(f"saga {saga.pk} moved past version {saga.version}") from error
+    for index, values in step_fields.items():
+        for name, value in values.items():
+            setattr(loaded.steps[index], name, value)
     old_status = saga.status
     for name, value in fields.items():
         setattr(saga, name, value)
     if old_status != new.status:
         alerts.status_changed(saga, old_status, new.status)
-    events.publish_after_commit(saga, [loaded.steps[i] for i in sorted(step_fields)], created, attempts)
+    events.publish_after_commit(saga, [loaded.steps[i] for i in sorted(step_fields)], created,
+                                [*attempts, *new_attempts])
 
 
 def _about_the_call(event: machine.Event) -> bool:

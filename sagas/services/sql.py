@@ -1,0 +1,165 @@
+"""Plain SQL for the engine's hot path: read a saga with its steps, and write a transition's rows.
+
+Every step of every saga goes through these two, so they skip what the ORM does per query
+(compiling the query, one model instance per joined row) and make as few round trips as they can:
+
+- `read_saga`: the saga, its definition's mode and its steps in one query, one instance each.
+- `Batch`: the writes of one transition sent together. On PostgreSQL they go as one query of
+  several statements, in one round trip (psycopg's client-side binding, which Django uses,
+  allows that); elsewhere (SQLite, the embedded mode) one statement at a time.
+
+Only plain SELECTs by key, INSERTs and UPDATEs by equality, built from the models' metadata;
+values are prepared and converted by the fields and the backend as the ORM does it
+(`get_db_prep_save`, the backend's and the field's converters). No signals, no `save()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import connection, models
+
+from ..models import Definition, Saga, SagaStep
+
+
+def read_saga(saga_id) -> tuple[Saga, str, list[SagaStep]] | None:
+    """The saga, its definition's mode and its steps in order; None if there is no such saga."""
+    quote = connection.ops.quote_name
+    saga_reader, step_reader = _reader(Saga), _reader(SagaStep)
+    sql = (f"SELECT {saga_reader.columns('s')}, d.{quote('mode')}, {step_reader.columns('t')} "
+           f"FROM {quote(SagaStep._meta.db_table)} t "
+           f"JOIN {quote(Saga._meta.db_table)} s ON s.{quote('id')} = t.{quote('saga_id')} "
+           f"JOIN {quote(Definition._meta.db_table)} d ON d.{quote('id')} = s.{quote('definition_id')} "
+           f"WHERE t.{quote('saga_id')} = %s ORDER BY t.{quote('index')}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Saga._meta.pk.get_db_prep_value(saga_id, connection)])
+        rows = cursor.fetchall()
+    if not rows:
+        return None  # a saga always has steps
+    width = len(saga_reader.fields)
+    saga = saga_reader.instance(rows[0][:width])
+    steps = [step_reader.instance(row[width + 1:]) for row in rows]
+    for step in steps:
+        step.saga = saga
+    return saga, rows[0][width], steps
+
+
+class _Reader:
+    """Builds instances of a model from its columns, converted as the ORM converts them."""
+
+    def __init__(self, model: type[models.Model]):
+        self.model = model
+        self.fields = list(model._meta.concrete_fields)
+        self.names = [f.attname for f in self.fields]
+        self.columns_of = [f.get_col(model._meta.db_table) for f in self.fields]
+        self.converters = [
+            [*connection.ops.get_db_converters(column), *f.get_db_converters(connection)]
+            for f, column in zip(self.fields, self.columns_of, strict=True)
+        ]
+
+    def columns(self, alias: str) -> str:
+        return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in self.fields)
+
+    def instance(self, values) -> models.Model:
+        converted = []
+        for value, converters, column in zip(values, self.converters, self.columns_of, strict=True):
+            for convert in converters:
+                value = convert(value, column, connection)
+            converted.append(value)
+        return self.model.from_db(connection.alias, self.names, converted)
+
+
+_readers: dict[tuple[str, type], _Reader] = {}
+
+
+def _reader(model: type[models.Model]) -> _Reader:
+    key = (connection.vendor, model)
+    if key not in _readers:
+        _readers[key] = _Reader(model)
+    return _readers[key]
+
+
+class RowsMissed(Exception):
+    """A conditional update found no row: someone else changed it first."""
+
+
+@dataclass
+class _Statement:
+    sql: str
+    params: list
+    expect_rows: int | None = None  # a conditional update: the row count it must reach
+    returning_into: list[models.Model] = field(default_factory=list)  # inserted rows that get their pk
+
+
+class Batch:
+    def __init__(self) -> None:
+        self.statements: list[_Statement] = []
+
+    def update(self, model: type[models.Model], where: dict, values: dict, *, conditional: bool = False) -> None:
+        """UPDATE the rows of `model` equal to `where` (field names; "pk" allowed) with `values`.
+
+        `conditional`: the update must change exactly one row, or `run` raises `RowsMissed`.
+        """
+        if not values:
+            return
+        meta, quote = model._meta, connection.ops.quote_name
+        assignments, params = [], []
+        for name, value in values.items():
+            column = meta.get_field(name)
+            assignments.append(f"{quote(column.column)} = %s")
+            params.append(column.get_db_prep_save(value, connection))
+        conditions = []
+        for name, value in where.items():
+            column = meta.pk if name == "pk" else meta.get_field(name)
+            conditions.append(f"{quote(column.column)} = %s")
+            params.append(column.get_db_prep_value(value, connection))
+        sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {' AND '.join(conditions)}"
+        self.statements.append(_Statement(sql, params, expect_rows=1 if conditional else None))
+
+    def insert(self, rows: list[models.Model], *, returning_pk: bool = False) -> None:
+        """INSERT `rows` (instances of one model) in one statement; `returning_pk` sets their pk."""
+        if not rows:
+            return
+        meta, quote = rows[0]._meta, connection.ops.quote_name
+        columns = [f for f in meta.concrete_fields if f is not meta.auto_field]  # the database numbers them
+        params = []
+        for row in rows:
+            params += [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in columns]
+        placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
+               f"VALUES {', '.join([placeholders] * len(rows))}")
+        if returning_pk:
+            sql += f" RETURNING {quote(meta.pk.column)}"
+        self.statements.append(_Statement(sql, params, returning_into=rows if returning_pk else []))
+
+    def run(self) -> None:
+        """Execute the statements in order; `RowsMissed` if a conditional update missed.
+
+        Sent together, a statement after a missed conditional update may break a unique
+        constraint (another transaction wrote the same rows first); that IntegrityError is
+        raised as is, and the caller's transaction is rolled back either way.
+        """
+        if not self.statements:
+            return
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql" and len(self.statements) > 1:
+                cursor.execute(";\n".join(s.sql for s in self.statements),
+                               [p for s in self.statements for p in s.params])
+                results = cursor.cursor
+                for number, statement in enumerate(self.statements):
+                    if number:
+                        results.nextset()
+                    self._check(statement, results)
+            else:
+                for statement in self.statements:
+                    cursor.execute(statement.sql, statement.params)
+                    self._check(statement, cursor)
+
+    @staticmethod
+    def _check(statement: _Statement, cursor) -> None:
+        if statement.expect_rows is not None and cursor.rowcount != statement.expect_rows:
+            raise RowsMissed(statement.sql.split(" WHERE ")[0][:80])
+        if statement.returning_into:
+            for row, (pk,) in zip(statement.returning_into, cursor.fetchall(), strict=True):
+                row.pk = pk
+                row._state.adding, row._state.db = False, connection.alias

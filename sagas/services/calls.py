@@ -18,6 +18,7 @@ from .. import machine
 from ..machine import Kind, SagaStatus
 from ..models import StepAttempt
 from .flows import apply_held
+from .sql import Batch, RowsMissed
 from .state import (
     CONFLICT_RETRIES,
     Conflict,
@@ -179,18 +180,22 @@ def _record(attempt: StepAttempt | Call, outcome: Outcome, continue_as: str | No
                     "output": outcome.output, "http_status": outcome.http_status,
                     "response_excerpt": outcome.response_excerpt[:10_000],
                 }
-                settled = StepAttempt.objects.filter(pk=attempt_id, status=StepAttempt.Status.RUNNING).update(**result)
-                if not settled:
-                    return False, None
-                return True, _settle(attempt, result, outcome, now, continue_as)
+                # The attempt is settled first, conditionally, and the saga read in the same round trip.
+                settling = Batch()
+                settling.update(StepAttempt, {"pk": attempt_id, "status": StepAttempt.Status.RUNNING}, result,
+                                conditional=True)
+                try:
+                    loaded = load(attempt.saga_id, before=settling)
+                except RowsMissed:
+                    return False, None  # settled already (by recovery, or by a duplicate delivery)
+                return True, _settle(loaded, attempt, result, outcome, now, continue_as)
         except Conflict:
             continue
     raise Conflict(f"attempt {attempt_id}: could not record its outcome after {CONFLICT_RETRIES} tries")
 
 
-def _settle(attempt: StepAttempt | Call, result: dict, outcome: Outcome, now: datetime,
+def _settle(loaded: Loaded, attempt: StepAttempt | Call, result: dict, outcome: Outcome, now: datetime,
             continue_as: str | None) -> Call | None:
-    loaded = load(attempt.saga_id)
     if isinstance(attempt, Call):
         step = loaded.steps[attempt.index]
         row = StepAttempt(pk=attempt.attempt_id, saga_id=loaded.saga.pk, step=step, kind=attempt.kind,

@@ -22,8 +22,11 @@ from django.db import connection, models
 from ..models import Definition, Saga, SagaStep
 
 
-def read_saga(saga_id) -> tuple[Saga, str, list[SagaStep]] | None:
-    """The saga, its definition's mode and its steps in order; None if there is no such saga."""
+def read_saga(saga_id, before: Batch | None = None) -> tuple[Saga, str, list[SagaStep]] | None:
+    """The saga, its definition's mode and its steps in order; None if there is no such saga.
+
+    `before`: writes to make first, in the same round trip (`RowsMissed` if one of them missed).
+    """
     quote = connection.ops.quote_name
     saga_reader, step_reader = _reader(Saga), _reader(SagaStep)
     sql = (f"SELECT {saga_reader.columns('s')}, d.{quote('mode')}, {step_reader.columns('t')} "
@@ -31,9 +34,9 @@ def read_saga(saga_id) -> tuple[Saga, str, list[SagaStep]] | None:
            f"JOIN {quote(Saga._meta.db_table)} s ON s.{quote('id')} = t.{quote('saga_id')} "
            f"JOIN {quote(Definition._meta.db_table)} d ON d.{quote('id')} = s.{quote('definition_id')} "
            f"WHERE t.{quote('saga_id')} = %s ORDER BY t.{quote('index')}")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [Saga._meta.pk.get_db_prep_value(saga_id, connection)])
-        rows = cursor.fetchall()
+    batch = before or Batch()
+    batch.select(sql, [Saga._meta.pk.get_db_prep_value(saga_id, connection)])
+    rows = batch.run()
     if not rows:
         return None  # a saga always has steps
     width = len(saga_reader.fields)
@@ -89,6 +92,7 @@ class _Statement:
     params: list
     expect_rows: int | None = None  # a conditional update: the row count it must reach
     returning_into: list[models.Model] = field(default_factory=list)  # inserted rows that get their pk
+    fetch: bool = False  # a query: `run` returns its rows
 
 
 class Batch:
@@ -132,15 +136,21 @@ class Batch:
             sql += f" RETURNING {quote(meta.pk.column)}"
         self.statements.append(_Statement(sql, params, returning_into=rows if returning_pk else []))
 
-    def run(self) -> None:
-        """Execute the statements in order; `RowsMissed` if a conditional update missed.
+    def select(self, sql: str, params: list) -> None:
+        """A query to run last; `run` returns its rows."""
+        self.statements.append(_Statement(sql, params, fetch=True))
+
+    def run(self) -> list[tuple] | None:
+        """Execute the statements in order and return the rows of the `select`, if any;
+        `RowsMissed` if a conditional update missed.
 
         Sent together, a statement after a missed conditional update may break a unique
         constraint (another transaction wrote the same rows first); that IntegrityError is
         raised as is, and the caller's transaction is rolled back either way.
         """
+        rows = None
         if not self.statements:
-            return
+            return rows
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql" and len(self.statements) > 1:
                 cursor.execute(";\n".join(s.sql for s in self.statements),
@@ -149,17 +159,23 @@ class Batch:
                 for number, statement in enumerate(self.statements):
                     if number:
                         results.nextset()
-                    self._check(statement, results)
+                    fetched = self._check(statement, results)
+                    rows = fetched if statement.fetch else rows
             else:
                 for statement in self.statements:
                     cursor.execute(statement.sql, statement.params)
-                    self._check(statement, cursor)
+                    fetched = self._check(statement, cursor)
+                    rows = fetched if statement.fetch else rows
+        return rows
 
     @staticmethod
-    def _check(statement: _Statement, cursor) -> None:
+    def _check(statement: _Statement, cursor) -> list[tuple] | None:
         if statement.expect_rows is not None and cursor.rowcount != statement.expect_rows:
             raise RowsMissed(statement.sql.split(" WHERE ")[0][:80])
+        if statement.fetch:
+            return cursor.fetchall()
         if statement.returning_into:
             for row, (pk,) in zip(statement.returning_into, cursor.fetchall(), strict=True):
                 row.pk = pk
                 row._state.adding, row._state.db = False, connection.alias
+        return None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .. import choreography, events, machine
 from ..machine import Kind
 from ..models import Definition, Saga, SagaStep, StepSettings
 from .flows import receive
+from .sql import Batch
 from .state import CONFLICT_RETRIES, Conflict, after_commit, load
 
 
@@ -20,22 +21,23 @@ def start_saga(definition: Definition, context: dict, correlation_id: str, *,
     saga and False, starting nothing. A choreography starts by receiving its start event (unless
     `publish_start` is False: the events API records the event that came first itself).
     """
-    existing = Saga.objects.filter(definition_name=definition.name, correlation_id=correlation_id).first()
-    if existing is not None:
-        return existing, False
     definition_steps = list(definition.steps.all())
     try:
         with transaction.atomic():
-            saga = Saga.objects.create(
+            # Inserted straight away: a start repeated for the same pair breaks the unique constraint
+            # (below), which costs less than looking the pair up before every start.
+            saga = Saga(
                 definition=definition, definition_name=definition.name, definition_version=definition.version,
                 on_failure=definition.on_failure, correlation_id=correlation_id, context=context,
                 current_step=definition_steps[0].name if definition_steps else "",
             )
-            SagaStep.objects.bulk_create(
-                SagaStep(saga=saga, index=s.index, name=s.name,
-                         **{f.name: getattr(s, f.name) for f in StepSettings._meta.fields})
-                for s in definition_steps
-            )
+            rows = Batch()
+            rows.insert([saga])
+            rows.insert([SagaStep(saga=saga, index=s.index, name=s.name,
+                                  **{f.name: getattr(s, f.name) for f in StepSettings._meta.fields})
+                         for s in definition_steps])
+            rows.run()
+            saga._state.adding, saga._state.db = False, connection.alias
             if definition.mode != Definition.Mode.CHOREOGRAPHY:
                 after_commit(saga, machine.Work(Kind.ACTION, 0), number=1, delay=0)
             elif publish_start:

@@ -67,8 +67,9 @@ class Loaded:
         )
 
 
-def load(saga_id) -> Loaded | None:
-    found = read_saga(saga_id)
+def load(saga_id, before: Batch | None = None) -> Loaded | None:
+    """The saga with its steps; `before`: writes to make first, in the same round trip."""
+    found = read_saga(saga_id, before)
     if found is None:
         return None
     saga, mode, steps = found

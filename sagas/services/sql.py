@@ -15,11 +15,17 @@ values are prepared and converted by the fields and the backend as the ORM does 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connections, models
 
 from ..models import Definition, Saga, SagaStep
+
+
+def _db():
+    """The connection itself: `django.db.connection` is a proxy that costs a lookup per attribute."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 def read_saga(saga_id, before: Batch | None = None) -> tuple[Saga, str, list[SagaStep]] | None:
@@ -27,58 +33,67 @@ def read_saga(saga_id, before: Batch | None = None) -> tuple[Saga, str, list[Sag
 
     `before`: writes to make first, in the same round trip (`RowsMissed` if one of them missed).
     """
-    quote = connection.ops.quote_name
-    saga_reader, step_reader = _reader(Saga), _reader(SagaStep)
-    sql = (f"SELECT {saga_reader.columns('s')}, d.{quote('mode')}, {step_reader.columns('t')} "
-           f"FROM {quote(SagaStep._meta.db_table)} t "
-           f"JOIN {quote(Saga._meta.db_table)} s ON s.{quote('id')} = t.{quote('saga_id')} "
-           f"JOIN {quote(Definition._meta.db_table)} d ON d.{quote('id')} = s.{quote('definition_id')} "
-           f"WHERE t.{quote('saga_id')} = %s ORDER BY t.{quote('index')}")
+    db = _db()
+    saga_reader, step_reader = _reader(db, Saga), _reader(db, SagaStep)
     batch = before or Batch()
-    batch.select(sql, [Saga._meta.pk.get_db_prep_value(saga_id, connection)])
+    batch.select(_read_saga_sql(db.vendor), [Saga._meta.pk.get_db_prep_value(saga_id, db)])
     rows = batch.run()
     if not rows:
         return None  # a saga always has steps
     width = len(saga_reader.fields)
-    saga = saga_reader.instance(rows[0][:width])
-    steps = [step_reader.instance(row[width + 1:]) for row in rows]
+    saga = saga_reader.instance(db, rows[0][:width])
+    steps = [step_reader.instance(db, row[width + 1:]) for row in rows]
     for step in steps:
         step.saga = saga
     return saga, rows[0][width], steps
 
 
+@functools.cache
+def _read_saga_sql(vendor: str) -> str:
+    db = _db()
+    quote = db.ops.quote_name
+    return (f"SELECT {_reader(db, Saga).columns(db, 's')}, d.{quote('mode')}, {_reader(db, SagaStep).columns(db, 't')} "
+            f"FROM {quote(SagaStep._meta.db_table)} t "
+            f"JOIN {quote(Saga._meta.db_table)} s ON s.{quote('id')} = t.{quote('saga_id')} "
+            f"JOIN {quote(Definition._meta.db_table)} d ON d.{quote('id')} = s.{quote('definition_id')} "
+            f"WHERE t.{quote('saga_id')} = %s ORDER BY t.{quote('index')}")
+
+
 class _Reader:
     """Builds instances of a model from its columns, converted as the ORM converts them."""
 
-    def __init__(self, model: type[models.Model]):
+    def __init__(self, db, model: type[models.Model]):
         self.model = model
         self.fields = list(model._meta.concrete_fields)
         self.names = [f.attname for f in self.fields]
         self.columns_of = [f.get_col(model._meta.db_table) for f in self.fields]
-        self.converters = [
-            [*connection.ops.get_db_converters(column), *f.get_db_converters(connection)]
-            for f, column in zip(self.fields, self.columns_of, strict=True)
+        # Only the columns that need converting, with their converters.
+        self.converting = [
+            (position, column, converters)
+            for position, (f, column) in enumerate(zip(self.fields, self.columns_of, strict=True))
+            if (converters := [*db.ops.get_db_converters(column), *f.get_db_converters(db)])
         ]
 
-    def columns(self, alias: str) -> str:
-        return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in self.fields)
+    def columns(self, db, alias: str) -> str:
+        return ", ".join(f"{alias}.{db.ops.quote_name(f.column)}" for f in self.fields)
 
-    def instance(self, values) -> models.Model:
-        converted = []
-        for value, converters, column in zip(values, self.converters, self.columns_of, strict=True):
+    def instance(self, db, values) -> models.Model:
+        values = list(values)
+        for position, column, converters in self.converting:
+            value = values[position]
             for convert in converters:
-                value = convert(value, column, connection)
-            converted.append(value)
-        return self.model.from_db(connection.alias, self.names, converted)
+                value = convert(value, column, db)
+            values[position] = value
+        return self.model.from_db(db.alias, self.names, values)
 
 
 _readers: dict[tuple[str, type], _Reader] = {}
 
 
-def _reader(model: type[models.Model]) -> _Reader:
-    key = (connection.vendor, model)
+def _reader(db, model: type[models.Model]) -> _Reader:
+    key = (db.vendor, model)
     if key not in _readers:
-        _readers[key] = _Reader(model)
+        _readers[key] = _Reader(db, model)
     return _readers[key]
 
 
@@ -97,6 +112,7 @@ class _Statement:
 
 class Batch:
     def __init__(self) -> None:
+        self.db = _db()
         self.statements: list[_Statement] = []
 
     def update(self, model: type[models.Model], where: dict, values: dict, *, conditional: bool = False) -> None:
@@ -106,34 +122,21 @@ class Batch:
         """
         if not values:
             return
-        meta, quote = model._meta, connection.ops.quote_name
-        assignments, params = [], []
-        for name, value in values.items():
-            column = meta.get_field(name)
-            assignments.append(f"{quote(column.column)} = %s")
-            params.append(column.get_db_prep_save(value, connection))
-        conditions = []
-        for name, value in where.items():
-            column = meta.pk if name == "pk" else meta.get_field(name)
-            conditions.append(f"{quote(column.column)} = %s")
-            params.append(column.get_db_prep_value(value, connection))
-        sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {' AND '.join(conditions)}"
+        db = self.db
+        sql, set_fields, where_fields = _update_sql(db.vendor, model, tuple(values), tuple(where))
+        params = [f.get_db_prep_save(value, db) for f, value in zip(set_fields, values.values(), strict=True)]
+        params += [f.get_db_prep_value(value, db) for f, value in zip(where_fields, where.values(), strict=True)]
         self.statements.append(_Statement(sql, params, expect_rows=1 if conditional else None))
 
     def insert(self, rows: list[models.Model], *, returning_pk: bool = False) -> None:
         """INSERT `rows` (instances of one model) in one statement; `returning_pk` sets their pk."""
         if not rows:
             return
-        meta, quote = rows[0]._meta, connection.ops.quote_name
-        columns = [f for f in meta.concrete_fields if f is not meta.auto_field]  # the database numbers them
+        db = self.db
+        sql, columns = _insert_sql(db.vendor, type(rows[0]), len(rows), returning_pk)
         params = []
         for row in rows:
-            params += [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in columns]
-        placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
-               f"VALUES {', '.join([placeholders] * len(rows))}")
-        if returning_pk:
-            sql += f" RETURNING {quote(meta.pk.column)}"
+            params += [f.get_db_prep_save(f.pre_save(row, add=True), db) for f in columns]
         self.statements.append(_Statement(sql, params, returning_into=rows if returning_pk else []))
 
     def select(self, sql: str, params: list) -> None:
@@ -151,8 +154,8 @@ class Batch:
         rows = None
         if not self.statements:
             return rows
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql" and len(self.statements) > 1:
+        with self.db.cursor() as cursor:
+            if self.db.vendor == "postgresql" and len(self.statements) > 1:
                 cursor.execute(";\n".join(s.sql for s in self.statements),
                                [p for s in self.statements for p in s.params])
                 results = cursor.cursor
@@ -168,8 +171,7 @@ class Batch:
                     rows = fetched if statement.fetch else rows
         return rows
 
-    @staticmethod
-    def _check(statement: _Statement, cursor) -> list[tuple] | None:
+    def _check(self, statement: _Statement, cursor) -> list[tuple] | None:
         if statement.expect_rows is not None and cursor.rowcount != statement.expect_rows:
             raise RowsMissed(statement.sql.split(" WHERE ")[0][:80])
         if statement.fetch:
@@ -177,5 +179,29 @@ class Batch:
         if statement.returning_into:
             for row, (pk,) in zip(statement.returning_into, cursor.fetchall(), strict=True):
                 row.pk = pk
-                row._state.adding, row._state.db = False, connection.alias
+                row._state.adding, row._state.db = False, self.db.alias
         return None
+
+
+# The statements' text, built once per shape (the engine writes few shapes, over and over).
+
+@functools.cache
+def _update_sql(vendor: str, model: type[models.Model], set_names: tuple, where_names: tuple) -> tuple:
+    meta, quote = model._meta, _db().ops.quote_name
+    set_fields = [meta.get_field(name) for name in set_names]
+    where_fields = [meta.pk if name == "pk" else meta.get_field(name) for name in where_names]
+    sql = (f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in set_fields)} "
+           f"WHERE {' AND '.join(f'{quote(f.column)} = %s' for f in where_fields)}")
+    return sql, set_fields, where_fields
+
+
+@functools.cache
+def _insert_sql(vendor: str, model: type[models.Model], count: int, returning_pk: bool) -> tuple:
+    meta, quote = model._meta, _db().ops.quote_name
+    columns = [f for f in meta.concrete_fields if f is not meta.auto_field]  # the database numbers them
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
+           f"VALUES {', '.join([placeholders] * count)}")
+    if returning_pk:
+        sql += f" RETURNING {quote(meta.pk.column)}"
+    return sql, columns

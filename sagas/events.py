@@ -37,7 +37,6 @@ registers with `bind_loop`; before that nobody is listening and nothing is sent.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import threading
@@ -47,7 +46,8 @@ from collections.abc import Iterable
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
-from rest_framework.fields import DateTimeField
+
+from .messages import alert_message, event_message, saga_message, step_message
 
 log = logging.getLogger(__name__)
 
@@ -63,48 +63,6 @@ PAUSE_AFTER_FAILURE = 1.0  # seconds: after a failed send, drop messages instead
 
 def saga_group(saga_id) -> str:
     return f"saga-{saga_id}"
-
-
-# --- the messages -----------------------------------------------------------------------------
-
-_datetime = DateTimeField()  # the API's format, so that a summary reads like the REST JSON
-
-
-@functools.cache
-def _serializers() -> dict:
-    """The API's serializers, built once: a new DRF serializer per message costs more than the message."""
-    from .api.serializers import AlertSerializer, AttemptSerializer, EventSerializer, StepSerializer
-
-    class StepOnlySerializer(StepSerializer):
-        class Meta(StepSerializer.Meta):
-            fields = tuple(name for name in StepSerializer.Meta.fields if name != "attempts")
-
-    return {"step": StepOnlySerializer(), "attempt": AttemptSerializer(), "event": EventSerializer(),
-            "alert": AlertSerializer()}
-
-
-def saga_message(saga) -> dict:
-    return {"type": "saga", "saga": {
-        "id": str(saga.pk), "definition": saga.definition_name, "correlation_id": saga.correlation_id,
-        "status": str(saga.status), "current_step": saga.current_step, "version": saga.version,
-        "updated_at": _datetime.to_representation(saga.updated_at) if saga.updated_at else None,
-    }}
-
-
-def step_message(saga_id, version: int, step, attempts) -> dict:
-    """`step` with its `attempts`, ordered as the API orders them (started_at, id)."""
-    representation = _serializers()["step"].to_representation(step)
-    representation["attempts"] = [_serializers()["attempt"].to_representation(a) for a in attempts]
-    return {"type": "step", "saga_id": str(saga_id), "version": version, "step": representation}
-
-
-def event_message(saga_id, version: int, event) -> dict:
-    return {"type": "event", "saga_id": str(saga_id), "version": version,
-            "event": _serializers()["event"].to_representation(event)}
-
-
-def alert_message(alert) -> dict:
-    return {"type": "alert", "alert": _serializers()["alert"].to_representation(alert)}
 
 
 # --- publishing after commit -------------------------------------------------------------------

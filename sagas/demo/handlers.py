@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from sagas.handlers import StepCall, step_handler
+from sagas.services.sql import Batch
 
 from .models import Effect
 
@@ -44,8 +45,10 @@ def perform(step: StepCall, service: str, operation: str, result: dict | None = 
     if _should_fail(rule, step.attempt):
         raise InjectedFailure(f"{service}.{operation} failed on purpose (attempt {step.attempt}, rule {rule!r})")
     # One row per idempotency key: a repeated call finds the key taken and records nothing.
-    Effect.objects.bulk_create([Effect(idempotency_key=step.idempotency_key, service=service, operation=operation,
-                                       correlation_id=step.correlation_id)], ignore_conflicts=True)
+    ledger = Batch()
+    ledger.insert([Effect(idempotency_key=step.idempotency_key, service=service, operation=operation,
+                          correlation_id=step.correlation_id)], ignore_conflicts=True)
+    ledger.run()
     return result
 
 

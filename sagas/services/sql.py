@@ -128,12 +128,13 @@ class Batch:
         params += [f.get_db_prep_value(value, db) for f, value in zip(where_fields, where.values(), strict=True)]
         self.statements.append(_Statement(sql, params, expect_rows=1 if conditional else None))
 
-    def insert(self, rows: list[models.Model], *, returning_pk: bool = False) -> None:
-        """INSERT `rows` (instances of one model) in one statement; `returning_pk` sets their pk."""
+    def insert(self, rows: list[models.Model], *, returning_pk: bool = False, ignore_conflicts: bool = False) -> None:
+        """INSERT `rows` (instances of one model) in one statement; `returning_pk` sets their pk;
+        `ignore_conflicts` skips the rows that break a unique constraint."""
         if not rows:
             return
         db = self.db
-        sql, columns = _insert_sql(db.vendor, type(rows[0]), len(rows), returning_pk)
+        sql, columns = _insert_sql(db.vendor, type(rows[0]), len(rows), returning_pk, ignore_conflicts)
         params = []
         for row in rows:
             params += [f.get_db_prep_save(f.pre_save(row, add=True), db) for f in columns]
@@ -196,12 +197,14 @@ def _update_sql(vendor: str, model: type[models.Model], set_names: tuple, where_
 
 
 @functools.cache
-def _insert_sql(vendor: str, model: type[models.Model], count: int, returning_pk: bool) -> tuple:
+def _insert_sql(vendor: str, model: type[models.Model], count: int, returning_pk: bool, ignore_conflicts: bool) -> tuple:
     meta, quote = model._meta, _db().ops.quote_name
     columns = [f for f in meta.concrete_fields if f is not meta.auto_field]  # the database numbers them
     placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
     sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
            f"VALUES {', '.join([placeholders] * count)}")
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"  # PostgreSQL and SQLite alike
     if returning_pk:
         sql += f" RETURNING {quote(meta.pk.column)}"
     return sql, columns

@@ -57,7 +57,7 @@ def main() -> None:
             [sys.executable, "-m", "celery", "-A", "sagaboard", "worker", "-P", "prefork", "-c", str(args.concurrency),
              "--loglevel=error", "-I", "bench.bare_tasks", "-n", f"bench-{secrets.token_hex(3)}@%h"],
             cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=sys.stderr)
-        warm_up()
+        warm_up(count=10 * args.concurrency)
         bare_rates, engine_rates = [], []
         for round_number in range(1, args.rounds + 1):
             bare_rates.append(run_bare(args.sagas, round_number))
@@ -108,13 +108,30 @@ def run_engine(count: int, round_number: int) -> float:
     return count / (time.perf_counter() - begin)
 
 
-def warm_up() -> None:
+def warm_up(count: int) -> None:
+    """Both sides once through every worker process before anything is timed: each opens its
+    database connection and fills its caches on first use."""
+    from celery import chain
+
+    from bench.bare_tasks import bare_step
     from sagas import definitions, services
     from sagas.models import Saga
 
+    with connection_cursor() as cursor:
+        cursor.execute("INSERT INTO bench_saga (id) SELECT g FROM generate_series(1, %s) g", [count])
+    for saga_id in range(1, count + 1):
+        chain(*(bare_step.si(saga_id, seq) for seq in range(1, 5))).apply_async()
     definition = definitions.latest("order-fulfilment")
-    saga, _ = services.start_saga(definition, {}, "warm-up")
-    wait(lambda: Saga.objects.get(pk=saga.pk).status == "completed")
+    for n in range(count):
+        services.start_saga(definition, {}, f"warm-up-{n}")
+    wait(lambda: Saga.objects.filter(correlation_id__startswith="warm-up-", status="completed").count() >= count
+         and _count("SELECT count(*) FROM bench_event WHERE saga_id <= %s AND seq = 4", [count]) >= count)
+
+
+def connection_cursor():
+    from django.db import connection
+
+    return connection.cursor()
 
 
 def queries_per_transition() -> dict[str, int]:

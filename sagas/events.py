@@ -95,8 +95,13 @@ def publish_after_commit(saga, steps: Iterable, events: Iterable, attempts: Iter
         messages += [step_message(saga_id, version, step, sorted(attempts_of.get(step.pk, ()), key=_attempt_order))
                      for step in steps]
         messages += [event_message(saga_id, version, event) for event in events]
-        send(saga_group(saga_id), messages)
-        send_summary(summary)
+        group = saga_group(saga_id)
+
+        def hand_over(publisher, layer) -> None:  # one wake-up of the publishing loop for both
+            publisher.enqueue(layer, group, messages)
+            publisher.coalesce(layer, summary["saga"])
+
+        _submit(hand_over)
 
     # robust: a failure to publish is logged and must not keep later callbacks (the next step's
     # enqueue) from running.

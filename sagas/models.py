@@ -87,7 +87,8 @@ class Saga(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     definition = models.ForeignKey(Definition, on_delete=models.PROTECT, related_name="sagas")
     # Copied from the definition so that the list filters need no join.
-    definition_name = models.SlugField(max_length=100)
+    # Not indexed on its own: saga_definition_created and the unique constraint lead with it.
+    definition_name = models.SlugField(max_length=100, db_index=False)
     definition_version = models.PositiveIntegerField()
     on_failure = models.CharField(max_length=20, choices=_choices(machine.OnFailure))
     correlation_id = models.CharField(max_length=200)
@@ -125,7 +126,8 @@ class Saga(models.Model):
 class SagaStep(StepSettings):
     """A step of one saga, with its own copy of the definition step it pinned."""
 
-    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps")
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps",
+                             db_index=False)  # saga_step_index leads with it
     index = models.PositiveIntegerField()
     name = models.CharField(max_length=100)
     status = models.CharField(max_length=20, choices=_choices(machine.StepStatus), default=machine.StepStatus.PENDING)
@@ -157,7 +159,8 @@ class StepAttempt(models.Model):
         FAILED = "failed"
 
     saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="attempts")
-    step = models.ForeignKey(SagaStep, on_delete=models.CASCADE, related_name="attempts")
+    step = models.ForeignKey(SagaStep, on_delete=models.CASCADE, related_name="attempts",
+                             db_index=False)  # attempt_step_kind_number leads with it
     kind = models.CharField(max_length=20, choices=_choices(machine.Kind))
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
@@ -184,7 +187,8 @@ class StepAttempt(models.Model):
 class SagaEvent(models.Model):
     """The append-only event log of a saga, numbered by `seq` from 1."""
 
-    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="events")
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="events",
+                             db_index=False)  # event_saga_seq leads with it
     seq = models.PositiveBigIntegerField()
     type = models.CharField(max_length=50)
     step = models.CharField(max_length=100, null=True, blank=True)

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from .. import choreography, events, machine
 from ..machine import Kind
-from ..models import Definition, Saga, SagaStep, StepSettings
+from ..models import Definition, DefinitionStep, Saga, SagaStep, StepSettings
 from .flows import receive
 from .sql import Batch
 from .state import CONFLICT_RETRIES, Conflict, after_commit, load
@@ -21,7 +21,7 @@ def start_saga(definition: Definition, context: dict, correlation_id: str, *,
     saga and False, starting nothing. A choreography starts by receiving its start event (unless
     `publish_start` is False: the events API records the event that came first itself).
     """
-    definition_steps = list(definition.steps.all())
+    definition_steps = steps_of(definition)
     try:
         with transaction.atomic():
             # Inserted straight away: a start repeated for the same pair breaks the unique constraint
@@ -53,6 +53,23 @@ def start_saga(definition: Definition, context: dict, correlation_id: str, *,
             raise
         return existing, False
     return saga, True
+
+
+# A definition's steps never change once saved (an edit is saved as a new version), so each
+# process reads them once per definition, not once per saga started.
+_STEPS_KEPT = 256
+_steps_of: dict[tuple, tuple[DefinitionStep, ...]] = {}
+
+
+def steps_of(definition: Definition) -> tuple[DefinitionStep, ...]:
+    key = (definition.pk, definition.name, definition.version)
+    steps = _steps_of.get(key)
+    if steps is None:
+        steps = tuple(DefinitionStep.objects.filter(definition_id=definition.pk).order_by("index"))
+        if len(_steps_of) >= _STEPS_KEPT:
+            _steps_of.clear()
+        _steps_of[key] = steps
+    return steps
 
 
 def receive_event(definition: Definition, correlation_id: str, event_type: str, source: str = "",

@@ -6,7 +6,7 @@ at once, so that a saga moving forward (or back) costs one transaction per step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,10 @@ class Call:
     context: dict
     started_at: datetime
     worker: str = ""
+    # Orchestration: the saga as the transaction that claimed this call left it. Recording the
+    # call starts from it instead of reading the saga back; every write is conditional on the
+    # saga's version, so a copy gone stale costs a retry with a fresh read, never a wrong write.
+    known: Loaded | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,10 @@ class _Begun:
     attempt: StepAttempt
     call: Call
 
-    def written(self) -> Call:
-        return replace(self.call, attempt_id=self.attempt.pk)
+    def written(self, loaded: Loaded) -> Call:
+        """The call, once the attempt row and `loaded` (as written with it) are in the database."""
+        known = Loaded(loaded.saga, loaded.steps) if loaded.flow is None else None  # state as written
+        return replace(self.call, attempt_id=self.attempt.pk, known=known)
 
 
 def claim(saga_id: str, kind: Kind, index: int, number: int, worker: str = "") -> Call | None:
@@ -101,7 +107,7 @@ def claim(saga_id: str, kind: Kind, index: int, number: int, worker: str = "") -
                     return None
                 write(loaded, begun.transition, now, step_fields=begun.step_fields, saga_fields=begun.saga_fields,
                       event_data=begun.event_data, new_attempts=[begun.attempt])
-                return begun.written()
+                return begun.written(loaded)
         except Conflict:
             continue
         except IntegrityError:
@@ -170,6 +176,7 @@ def advance(call: Call, outcome: Outcome, worker: str = "") -> Call | None:
 
 def _record(attempt: StepAttempt | Call, outcome: Outcome, continue_as: str | None) -> tuple[bool, Call | None]:
     attempt_id = attempt.attempt_id if isinstance(attempt, Call) else attempt.pk
+    known = attempt.known if isinstance(attempt, Call) else None
     for _ in range(CONFLICT_RETRIES):
         try:
             with transaction.atomic():
@@ -180,10 +187,15 @@ def _record(attempt: StepAttempt | Call, outcome: Outcome, continue_as: str | No
                     "output": outcome.output, "http_status": outcome.http_status,
                     "response_excerpt": outcome.response_excerpt[:10_000],
                 }
-                # The attempt is settled first, conditionally, and the saga read in the same round trip.
                 settling = Batch()
                 settling.update(StepAttempt, {"pk": attempt_id, "status": StepAttempt.Status.RUNNING}, result,
                                 conditional=True)
+                if known is not None:
+                    # The attempt is settled with the writes, in one round trip. Had anyone moved the
+                    # saga since, the version check misses and everything is tried again from a read.
+                    loaded, known = known, None
+                    return True, _settle(loaded, attempt, result, outcome, now, continue_as, before=settling)
+                # The attempt is settled first, conditionally, and the saga read in the same round trip.
                 try:
                     loaded = load(attempt.saga_id, before=settling)
                 except RowsMissed:
@@ -195,7 +207,7 @@ def _record(attempt: StepAttempt | Call, outcome: Outcome, continue_as: str | No
 
 
 def _settle(loaded: Loaded, attempt: StepAttempt | Call, result: dict, outcome: Outcome, now: datetime,
-            continue_as: str | None) -> Call | None:
+            continue_as: str | None, before: Batch | None = None) -> Call | None:
     if isinstance(attempt, Call):
         step = loaded.steps[attempt.index]
         row = StepAttempt(pk=attempt.attempt_id, saga_id=loaded.saga.pk, step=step, kind=attempt.kind,
@@ -242,9 +254,10 @@ def _settle(loaded: Loaded, attempt: StepAttempt | Call, result: dict, outcome: 
         saga_fields.update(begun.saga_fields)
         event_data_each += [begun.event_data] * len(begun.transition.events)
     write(loaded, transition, now, step_fields=step_fields, saga_fields=saga_fields, event_data=event_data_each,
-          data_by_type=published, attempts=[row], new_attempts=[] if begun is None else [begun.attempt])
+          data_by_type=published, attempts=[row], new_attempts=[] if begun is None else [begun.attempt],
+          before=before)
     if begun is not None:
-        return begun.written()
+        return begun.written(loaded)
     for work in due:
         after_commit(loaded.saga, work, attempts_made(loaded.steps[work.index], work.kind) + 1, delay)
     apply_held(loaded, transition, now)

@@ -109,14 +109,16 @@ def attempts_made(step: SagaStep, kind: Kind) -> int:
 def write(loaded: Loaded, transition: machine.Transition, now: datetime, *,
           step_fields: dict[int, dict] | None = None, saga_fields: dict | None = None,
           event_data: dict | list[dict] | None = None, data_by_type: dict[str, dict] | None = None,
-          attempts: Iterable[StepAttempt] = (), new_attempts: Iterable[StepAttempt] = ()) -> None:
+          attempts: Iterable[StepAttempt] = (), new_attempts: Iterable[StepAttempt] = (),
+          before: Batch | None = None) -> None:
     """Write a transition: the saga (conditionally on its version), changed steps, events, alerts.
 
     `event_data` is the data of the events about the call or action being written, one dict for
     all of them or one per event of `transition`. `data_by_type` gives the data of events of those
     types (choreography's received and published events). `new_attempts` are attempt rows to
     insert with it (they get their pk); `attempts` are attempt rows as this transaction left them.
-    Both go to the live update, so that publishing need not read them back.
+    Both go to the live update, so that publishing need not read them back. `before`: writes to
+    send first, with these (`Conflict` if one of them misses, as for the version check).
     """
     data_by_type = data_by_type or {}
     saga, new = loaded.saga, transition.state
@@ -140,7 +142,7 @@ def write(loaded: Loaded, transition: machine.Transition, now: datetime, *,
         for i, (event, data) in enumerate(zip(transition.events, each, strict=True), start=1)
     ]
     new_attempts = list(new_attempts)
-    changes = Batch()
+    changes = before or Batch()
     changes.update(Saga, {"pk": saga.pk, "version": saga.version}, fields, conditional=True)
     for index, values in step_fields.items():
         changes.update(SagaStep, {"pk": loaded.steps[index].pk}, values)

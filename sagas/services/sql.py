@@ -99,6 +99,9 @@ def _reader(db, model: type[models.Model]) -> _Reader:
     return _readers[key]
 
 
+_PARAMETERS_KEPT = 50  # psycopg caches the parsing of statements with at most this many parameters
+
+
 class RowsMissed(Exception):
     """A conditional update found no row: someone else changed it first."""
 
@@ -131,16 +134,23 @@ class Batch:
         self.statements.append(_Statement(sql, params, expect_rows=1 if conditional else None))
 
     def insert(self, rows: list[models.Model], *, returning_pk: bool = False, ignore_conflicts: bool = False) -> None:
-        """INSERT `rows` (instances of one model) in one statement; `returning_pk` sets their pk;
-        `ignore_conflicts` skips the rows that break a unique constraint."""
+        """INSERT `rows` (instances of one model); `returning_pk` sets their pk; `ignore_conflicts`
+        skips the rows that break a unique constraint.
+
+        A few rows per statement: psycopg parses the text of a statement with more than 50
+        parameters anew every time, and each row count is another statement shape to prepare.
+        """
         if not rows:
             return
         db = self.db
-        sql, columns = _insert_sql(db.vendor, type(rows[0]), len(rows), returning_pk, ignore_conflicts)
-        params = []
-        for row in rows:
-            params += [f.get_db_prep_save(f.pre_save(row, add=True), db) for f in columns]
-        self.statements.append(_Statement(sql, params, returning_into=rows if returning_pk else []))
+        per_statement = max(1, _PARAMETERS_KEPT // len(_insert_sql(db.vendor, type(rows[0]), 1, False, False)[1]))
+        for first in range(0, len(rows), per_statement):
+            chunk = rows[first:first + per_statement]
+            sql, columns = _insert_sql(db.vendor, type(rows[0]), len(chunk), returning_pk, ignore_conflicts)
+            params = []
+            for row in chunk:
+                params += [f.get_db_prep_save(f.pre_save(row, add=True), db) for f in columns]
+            self.statements.append(_Statement(sql, params, returning_into=chunk if returning_pk else []))
 
     def select(self, sql: str, params: list) -> None:
         """A query to run last; `run` returns its rows."""

@@ -48,6 +48,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from .messages import alert_message, event_message, saga_message, step_message
+from .redis_publish import layer_sender
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class _Publisher:
         self.failed = 0
         self.paused_until = 0.0
         self.last_complaint = 0.0
+        self.senders: dict[object, object] = {}  # blocking senders, by channel layer
 
     # overview coalescing
 
@@ -221,10 +223,35 @@ class _Publisher:
                     continue
                 self.sending = True
                 try:
+                    batches = self._send_blocking(batches)
                     await asyncio.gather(*(self._send(layer, group, messages)
                                            for (layer, group), messages in batches.items()))
                 finally:
                     self.sending = False
+
+    def _send_blocking(self, batches: dict) -> dict:
+        """On this process's own publishing loop, send what a Redis pub/sub layer carries with a
+        blocking client (sagas/redis_publish.py), every group in one round trip; the loop has
+        nothing else to do meanwhile. Returns the batches left for `group_send`."""
+        if self.loop is not _own_loop:
+            return batches  # the web server's loop (the in-memory layer): never block it
+        by_layer: dict[object, dict[str, dict]] = {}
+        for (layer, group), messages in batches.items():
+            if self._sender(layer) is not None:
+                by_layer.setdefault(layer, {})[group] = {"type": "forward", "messages": messages}
+        for layer, messages_by_group in by_layer.items():
+            try:
+                self._sender(layer).send(messages_by_group)
+            except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
+                self.failed += 1
+                self.paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+                self._complain("publishing a live update failed (%d so far)", self.failed, exc_info=True)
+        return {key: messages for key, messages in batches.items() if key[0] not in by_layer}
+
+    def _sender(self, layer):
+        if layer not in self.senders:
+            self.senders[layer] = layer_sender(layer, SEND_TIMEOUT)
+        return self.senders[layer]
 
     def _take(self) -> dict[tuple[object, str], list[dict]]:
         """What is queued now, by group, each group's messages in order (one group_send per group)."""

@@ -258,7 +258,7 @@ def test_an_admin_edits_a_step_in_the_browser_and_running_sagas_keep_their_versi
     try:
         server.manage("shell", "-c", "from django.contrib.auth.models import User; "
                                      "User.objects.create_superuser('root', 'root@example.com', 'pw')")
-        running = server.start({"sleep": {"charge_payment": 8}}, "started-before-the-edit")
+        running = server.start({"sleep": {"charge_payment": 20}}, "started-before-the-edit")  # time to edit
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                                  args=CHROMIUM_ARGS)

@@ -15,6 +15,7 @@ values are prepared and converted by the fields and the backend as the ORM does 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from dataclasses import dataclass, field
@@ -183,7 +184,9 @@ class Batch:
         self.db.ensure_connection()
         raw, started = self.db.connection, time.monotonic()
         cursors = []
-        with self.db.wrap_database_errors, raw.pipeline():
+        # Outside a transaction a single statement is one round trip anyway; the pipeline would only add its own work.
+        alone = len(self.statements) == 1 and self.db.get_autocommit()
+        with self.db.wrap_database_errors, contextlib.nullcontext() if alone else raw.pipeline():
             for statement in self.statements:
                 cursor = psycopg.Cursor(raw)
                 cursor.execute(statement.sql, statement.params, prepare=True)

@@ -21,17 +21,19 @@ gap refetches over REST. On the overview, coalescing skips versions by design, a
 coalesces on its own, so an older summary may arrive after a newer one: a client keeps, per
 saga, the summary with the highest version (each summary is whole; no refetch needed).
 
-Sync code (workers, views) never waits for Redis: messages are handed to one event loop per
-process, running in a background thread, where a single sender task sends them. It takes what
-is queued, and sends each group's messages in order as one channel-layer message
-(`{"type": "forward", "messages": [...]}`, which the consumer writes out one by one), different
-groups at once: one Redis round trip per group and batch instead of one per message, and one
-process's messages to a group keep their order. A forked worker child gets a loop of its
-own. A full queue or a failing layer loses notifications, never engine work: each send has a
-timeout, and after a failure messages are dropped for a moment instead of each waiting its turn
-to fail (clients that see the gap in `version` refetch over REST). With the in-memory
-layer (embedded mode) the loop must be the web server's own, which the first websocket consumer
-registers with `bind_loop`; before that nobody is listening and nothing is sent.
+Sync code (workers, views) never waits for Redis. With channels_redis's pub/sub layer each
+process hands messages to a plain thread of its own (sagas/redis_publish.py), which sends every
+group waiting as one pipelined round trip with a blocking client: handing over is an append under
+a lock, and a step costs no event-loop work. Other layers get an event loop in a background
+thread, where a single sender task sends each group's queued messages in order as one
+channel-layer message (`{"type": "forward", "messages": [...]}`, which the consumer writes out one
+by one). Either way one process's messages to a group keep their order, a forked worker child
+gets a publisher of its own, and a full queue or a failing layer loses notifications, never
+engine work: each send has a timeout, and after a failure messages are dropped for a moment
+instead of each waiting its turn to fail (clients that see the gap in `version` refetch over
+REST). With the in-memory layer (embedded mode) the loop must be the web server's own, which the
+first websocket consumer registers with `bind_loop`; before that nobody is listening and nothing
+is sent.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from .messages import alert_message, event_message, saga_message, step_message
-from .redis_publish import layer_sender
+from .redis_publish import ThreadPublisher, layer_sender
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,14 @@ def wait_until_sent(timeout: float = 5.0) -> bool:
     processes such as commands and tests; never call it on the publishing loop's own thread);
     True if it did within `timeout`."""
     layer = get_channel_layer()
+    threaded = None if layer is None else _thread_publishers.get((os.getpid(), layer))
+    if threaded is not None:
+        deadline = time.monotonic() + timeout
+        while not threaded.idle():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
     loop = None if layer is None else _loop_for(layer)
     publisher = _publishers.get(loop) if loop is not None else None
     if publisher is None:
@@ -149,6 +159,10 @@ def _submit(handoff) -> None:
     try:
         layer = get_channel_layer()
         if layer is None:
+            return
+        threaded = _thread_publisher_for(layer)
+        if threaded is not None:
+            handoff(threaded, layer)
             return
         loop = _loop_for(layer)
         if loop is None or loop.is_closed():
@@ -174,7 +188,6 @@ class _Publisher:
         self.failed = 0
         self.paused_until = 0.0
         self.last_complaint = 0.0
-        self.senders: dict[object, object] = {}  # blocking senders, by channel layer
 
     # overview coalescing
 
@@ -223,35 +236,10 @@ class _Publisher:
                     continue
                 self.sending = True
                 try:
-                    batches = self._send_blocking(batches)
                     await asyncio.gather(*(self._send(layer, group, messages)
                                            for (layer, group), messages in batches.items()))
                 finally:
                     self.sending = False
-
-    def _send_blocking(self, batches: dict) -> dict:
-        """On this process's own publishing loop, send what a Redis pub/sub layer carries with a
-        blocking client (sagas/redis_publish.py), every group in one round trip; the loop has
-        nothing else to do meanwhile. Returns the batches left for `group_send`."""
-        if self.loop is not _own_loop:
-            return batches  # the web server's loop (the in-memory layer): never block it
-        by_layer: dict[object, dict[str, dict]] = {}
-        for (layer, group), messages in batches.items():
-            if self._sender(layer) is not None:
-                by_layer.setdefault(layer, {})[group] = {"type": "forward", "messages": messages}
-        for layer, messages_by_group in by_layer.items():
-            try:
-                self._sender(layer).send(messages_by_group)
-            except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
-                self.failed += 1
-                self.paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
-                self._complain("publishing a live update failed (%d so far)", self.failed, exc_info=True)
-        return {key: messages for key, messages in batches.items() if key[0] not in by_layer}
-
-    def _sender(self, layer):
-        if layer not in self.senders:
-            self.senders[layer] = layer_sender(layer, SEND_TIMEOUT)
-        return self.senders[layer]
 
     def _take(self) -> dict[tuple[object, str], list[dict]]:
         """What is queued now, by group, each group's messages in order (one group_send per group)."""
@@ -287,6 +275,7 @@ _bound_loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
 _own_pid = 0  # a forked worker child must not reuse its parent's loop: its thread did not survive
 _publishers: dict[asyncio.AbstractEventLoop, _Publisher] = {}
+_thread_publishers: dict[tuple[int, object], ThreadPublisher | None] = {}
 _lock = threading.Lock()
 
 
@@ -306,6 +295,30 @@ def _loop_for(layer) -> asyncio.AbstractEventLoop | None:
     if isinstance(layer, InMemoryChannelLayer):
         return _bound_loop
     return _background_loop()
+
+
+def _thread_publisher_for(layer) -> ThreadPublisher | None:
+    """A Redis pub/sub layer's publisher: a plain thread of this process (sagas/redis_publish.py)."""
+    key = (os.getpid(), layer)  # a forked child starts its own: the parent's thread did not survive
+    if key not in _thread_publishers:
+        with _lock:
+            if key not in _thread_publishers:
+                sender = layer_sender(layer, SEND_TIMEOUT)
+                _thread_publishers[key] = None if sender is None else ThreadPublisher(
+                    sender, overview_group=ALL_SAGAS, window=OVERVIEW_WINDOW, queue_limit=QUEUE_LIMIT,
+                    pause_after_failure=PAUSE_AFTER_FAILURE, complain=_complain)
+    return _thread_publishers[key]
+
+
+_last_complaint = 0.0
+
+
+def _complain(message: str, count: int, exc_info: bool = False) -> None:
+    global _last_complaint
+    now = time.monotonic()
+    if now - _last_complaint > 30:  # once per 30 s, not once per message
+        _last_complaint = now
+        log.warning(message, count, exc_info=exc_info)
 
 
 def _publisher_for(loop: asyncio.AbstractEventLoop) -> _Publisher:
@@ -333,6 +346,7 @@ def _after_fork_in_child() -> None:
     global _own_loop, _own_pid, _lock
     _own_loop, _own_pid, _lock = None, 0, threading.Lock()
     _publishers.clear()
+    _thread_publishers.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -54,6 +54,9 @@ def layer_sender(layer, timeout: float) -> LayerSender | None:
     return LayerSender(layer, hosts, timeout)
 
 
+LINGER = 0.005  # seconds a message may wait for others to share its round trip
+
+
 class ThreadPublisher:
     """A process's publisher for a Redis pub/sub layer: a plain thread that sends what the engine
     hands over, the same way as the asyncio publisher in sagas/events.py (each group's messages in
@@ -116,6 +119,11 @@ class ThreadPublisher:
                 while not (self.queue or (self.pending and time.monotonic() >= self.window_until)):
                     wait = max(0.0, self.window_until - time.monotonic()) if self.pending else None
                     self.condition.wait(wait)
+                self.sending = True
+            # A worker records a saga's steps a few milliseconds apart: what they publish meanwhile
+            # joins this round trip, as more messages in the same PUBLISH for the saga's group.
+            time.sleep(LINGER)
+            with self.condition:
                 if self.pending and time.monotonic() >= self.window_until:
                     # The changes kept during the window, together, and the window opens again.
                     batch = list(self.pending.values())
@@ -125,7 +133,6 @@ class ThreadPublisher:
                     self.window_until = time.monotonic() + self.window
                 taken = list(self.queue)
                 self.queue.clear()
-                self.sending = True
             try:
                 self._send(taken)
             finally:

@@ -17,6 +17,7 @@ Last line: `ratio=R engine=E/s bare=B/s` (sagas or chains completed per second).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import statistics
@@ -36,32 +37,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
 
-    database = f"bench_engine_{secrets.token_hex(3)}"
-    psql(f'CREATE DATABASE "{database}"')
-    os.environ.update(DATABASE_URL=f"postgres://root@127.0.0.1:5432/{database}",
-                      REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}", DJANGO_SETTINGS_MODULE="sagaboard.settings",
-                      SAGABOARD_LOG_LEVEL="WARNING")
-    sys.path.insert(0, str(ROOT))
-    worker = None
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django.db import connection
-
-        from bench.bare_tasks import SCHEMA
-
-        call_command("migrate", verbosity=0)
-        call_command("loaddemo", verbosity=0, stdout=open(os.devnull, "w"))
-        with connection.cursor() as cursor:
-            cursor.execute(SCHEMA)
-        flush_redis()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "sagaboard", "worker", "-P", "prefork", "-c", str(args.concurrency),
-             "--loglevel=error", "-I", "bench.bare_tasks", "-n", f"bench-{secrets.token_hex(3)}@%h"],
-            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=sys.stderr)
-        warm_up(count=10 * args.concurrency)
+    with production_topology("bench_engine", args.concurrency):
         bare_rates, engine_rates = [], []
         for round_number in range(1, args.rounds + 1):
             # Each side goes first every other round, so that neither always runs on the fresher tables.
@@ -83,6 +59,39 @@ def main() -> None:
         ratio = statistics.median(e / b for e, b in zip(engine_rates, bare_rates, strict=True))
         print(f"ratio={ratio:.2f} engine={statistics.median(engine_rates):.1f}/s "
               f"bare={statistics.median(bare_rates):.1f}/s")
+
+
+@contextlib.contextmanager
+def production_topology(name: str, concurrency: int):
+    """A fresh database (dropped afterwards) with the demo and the bare chain's tables, Redis db 14
+    flushed, and one prefork worker serving both sides, warmed up."""
+    database = f"{name}_{secrets.token_hex(3)}"
+    psql(f'CREATE DATABASE "{database}"')
+    os.environ.update(DATABASE_URL=f"postgres://root@127.0.0.1:5432/{database}",
+                      REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}", DJANGO_SETTINGS_MODULE="sagaboard.settings",
+                      SAGABOARD_LOG_LEVEL="WARNING")
+    sys.path.insert(0, str(ROOT))
+    worker = None
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connection
+
+        from bench.bare_tasks import SCHEMA
+
+        call_command("migrate", verbosity=0)
+        call_command("loaddemo", verbosity=0, stdout=open(os.devnull, "w"))
+        with connection.cursor() as cursor:
+            cursor.execute(SCHEMA)
+        flush_redis()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "sagaboard", "worker", "-P", "prefork", "-c", str(concurrency),
+             "--loglevel=error", "-I", "bench.bare_tasks", "-n", f"bench-{secrets.token_hex(3)}@%h"],
+            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        warm_up(count=10 * concurrency)
+        yield
     finally:
         if worker is not None:
             worker.terminate()
@@ -128,12 +137,13 @@ def warm_up(count: int) -> None:
     """Both sides once through every worker process before anything is timed: each opens its
     database connection and fills its caches on first use."""
     from celery import chain
+    from django.db import connection
 
     from bench.bare_tasks import bare_step
     from sagas import definitions, services
     from sagas.models import Saga
 
-    with connection_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute("INSERT INTO bench_saga (id) SELECT g FROM generate_series(1, %s) g", [count])
     for saga_id in range(1, count + 1):
         chain(*(bare_step.si(saga_id, seq) for seq in range(1, 5))).apply_async()
@@ -142,12 +152,6 @@ def warm_up(count: int) -> None:
         services.start_saga(definition, {}, f"warm-up-{n}")
     wait(lambda: Saga.objects.filter(correlation_id__startswith="warm-up-", status="completed").count() >= count
          and _count("SELECT count(*) FROM bench_event WHERE saga_id <= %s AND seq = 4", [count]) >= count)
-
-
-def connection_cursor():
-    from django.db import connection
-
-    return connection.cursor()
 
 
 def queries_per_transition() -> dict[str, int]:

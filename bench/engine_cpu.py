@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,33 +55,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sagas", type=int, default=300)
     args = parser.parse_args()
-    database = f"bench_cpu_{secrets.token_hex(3)}"
-    engine.psql(f'CREATE DATABASE "{database}"')
-    os.environ.update(DATABASE_URL=f"postgres://root@127.0.0.1:5432/{database}",
-                      REDIS_URL=f"redis://127.0.0.1:6379/{engine.REDIS_DB}", DJANGO_SETTINGS_MODULE="sagaboard.settings",
-                      SAGABOARD_LOG_LEVEL="WARNING")
-    worker = None
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+    with engine.production_topology("bench_cpu", concurrency=2):
         from django.db import connection
 
-        from bench.bare_tasks import SCHEMA
-
-        call_command("migrate", verbosity=0)
-        call_command("loaddemo", verbosity=0, stdout=open(os.devnull, "w"))
         with connection.cursor() as cursor:
-            cursor.execute(SCHEMA)
             cursor.execute("SELECT pg_backend_pid()")
             driver_backend = cursor.fetchone()[0]
-        engine.flush_redis()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "sagaboard", "worker", "-P", "prefork", "-c", "2",
-             "--loglevel=error", "-I", "bench.bare_tasks"],
-            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        engine.warm_up(count=20)
         for label, run in (("bare", engine.run_bare), ("engine", engine.run_engine)):
             before, started = cpu_seconds_by_group(driver_backend), time.perf_counter()
             rate = run(args.sagas, 7)
@@ -91,14 +68,6 @@ def main() -> None:
             per_saga = {group: round((after[group] - before[group]) / args.sagas * 1000, 2) for group in after}
             print(f"{label}: {rate:.1f}/s in {took:.1f} s; CPU ms per saga {per_saga}; "
                   f"total {sum(per_saga.values()):.1f}")
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
-        from django.db import connections
-
-        connections.close_all()
-        engine.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

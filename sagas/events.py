@@ -187,7 +187,6 @@ class _Publisher:
         self.dropped = 0
         self.failed = 0
         self.paused_until = 0.0
-        self.last_complaint = 0.0
 
     # overview coalescing
 
@@ -216,7 +215,7 @@ class _Publisher:
         room = QUEUE_LIMIT - len(self.queue)
         if room < len(messages):
             self.dropped += len(messages)
-            self._complain("live-update queue full: %d messages dropped so far", self.dropped)
+            _complain("live-update queue full: %d messages dropped so far", self.dropped)
             return
         self.queue.extend((layer, group, message) for message in messages)
         if self.wakeup is None:
@@ -255,18 +254,12 @@ class _Publisher:
         except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
             self.failed += 1
             self.paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
-            self._complain("publishing a live update failed (%d so far)", self.failed, exc_info=True)
+            _complain("publishing a live update failed (%d so far)", self.failed, exc_info=True)
 
     async def idle(self) -> bool:
         if self.pending and self.window_open:
             self.flush_overview()
         return not (self.queue or self.sending or self.pending)
-
-    def _complain(self, message: str, count: int, exc_info: bool = False) -> None:
-        now = time.monotonic()
-        if now - self.last_complaint > 30:  # once per 30 s, not once per message
-            self.last_complaint = now
-            log.warning(message, count, exc_info=exc_info)
 
 
 # --- the loop ---------------------------------------------------------------------------------

@@ -144,7 +144,8 @@ class Batch:
         if not rows:
             return
         db = self.db
-        per_statement = max(1, _PARAMETERS_KEPT // len(_insert_sql(db.vendor, type(rows[0]), 1, False, False)[1]))
+        _, columns = _insert_sql(db.vendor, type(rows[0]), 1, returning_pk, ignore_conflicts)
+        per_statement = max(1, _PARAMETERS_KEPT // len(columns))
         for first in range(0, len(rows), per_statement):
             chunk = rows[first:first + per_statement]
             sql, columns = _insert_sql(db.vendor, type(rows[0]), len(chunk), returning_pk, ignore_conflicts)

@@ -87,7 +87,14 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     }
 elif _database["ENGINE"] == "django.db.backends.postgresql":
     _database["CONN_MAX_AGE"] = 0  # the pool keeps the connections
-    _database["OPTIONS"] = {"pool": {"min_size": 1, "max_size": int(env.number("SAGABOARD_DB_POOL_SIZE", 8, 1))}}
+    _database["OPTIONS"] = {
+        "pool": {"min_size": 1, "max_size": int(env.number("SAGABOARD_DB_POOL_SIZE", 8, 1))},
+        # Django turns psycopg's prepared statements off for the sake of transaction-mode poolers;
+        # the engine's hot path (sagas/services/sql.py) asks for them explicitly, and without this
+        # PostgreSQL parses and plans each of its statements on every step. The ORM's queries
+        # (client-side binding) are never prepared either way.
+        "prepare_threshold": 5 if env.flag("SAGABOARD_DB_PREPARED_STATEMENTS", True) else None,
+    }
 else:
     raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r}: only PostgreSQL and SQLite are supported")
 DATABASES = {"default": _database}

@@ -4,9 +4,10 @@ Every step of every saga goes through these two, so they skip what the ORM does 
 (compiling the query, one model instance per joined row) and make as few round trips as they can:
 
 - `read_saga`: the saga, its definition's mode and its steps in one query, one instance each.
-- `Batch`: the writes of one transition sent together. On PostgreSQL they go as one query of
-  several statements, in one round trip (psycopg's client-side binding, which Django uses,
-  allows that); elsewhere (SQLite, the embedded mode) one statement at a time.
+- `Batch`: the writes of one transition sent together. On PostgreSQL they go in one round trip
+  (psycopg's pipeline mode), each as a statement prepared on the server once per connection
+  (settings.py turns psycopg's prepared statements back on, which Django turns off); elsewhere
+  (SQLite, the embedded mode) one statement at a time.
 
 Only plain SELECTs by key, INSERTs and UPDATEs by equality, built from the models' metadata;
 values are prepared and converted by the fields and the backend as the ORM does it

@@ -133,6 +133,10 @@ def write(loaded: Loaded, transition: machine.Transition, now: datetime, *,
                   current_step=current_step_name(new, transition, saga.current_step))
     if new.status in machine.TERMINAL and saga.finished_at is None:
         fields["finished_at"] = now
+    if new.status == SagaStatus.COMPLETED and saga.error:
+        # A failure that later attempts got past is not the state of a saga that completed: it
+        # stays in the attempts and the event log, not in the saga's error banner.
+        fields["error"] = ""
     each = event_data if isinstance(event_data, list) else [event_data] * len(transition.events)
     created = [
         SagaEvent(saga_id=saga.pk, seq=saga.event_seq + i, type=event.type, at=now,

@@ -26,6 +26,7 @@ Last line: `p50=…ms p99=…ms` (step results on a saga's stream).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -249,13 +250,17 @@ def spawn(command: list[str], env: dict) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process alone: a Celery worker then lets its children finish their tasks (a
+    SIGTERM to the whole group killed them mid-task, and the worker logged each as lost)."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        process.terminate()
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
+    process.wait(timeout=10)
 
 
 def free_port() -> int:

@@ -26,8 +26,9 @@ def make_saga(definition, n: int, status: str = "failed", attempts: int = 2):
     """A saga as the engine leaves it after a failed compensation, written directly for speed."""
     saga, _ = services.start_saga(definition, {"order_id": f"o-{n}"}, f"page-{n}")
     now = timezone.now()
-    saga.__class__.objects.filter(pk=saga.pk).update(status=status, current_step="charge_payment",
-                                                       finished_at=now, version=9)
+    saga.__class__.objects.filter(pk=saga.pk).update(
+        status=status, current_step="charge_payment", finished_at=now, version=9,
+        error="reserve_inventory compensation attempt 3: the warehouse refused the release")
     steps = {s.name: s for s in SagaStep.objects.filter(saga=saga)}
     SagaStep.objects.filter(pk=steps["reserve_inventory"].pk).update(status="compensation_failed")
     SagaStep.objects.filter(pk=steps["charge_payment"].pk).update(status="failed")
@@ -40,6 +41,7 @@ def make_saga(definition, n: int, status: str = "failed", attempts: int = 2):
         SagaEvent.objects.create(saga=saga, seq=seq, type="StepFailed", step="charge_payment", at=now,
                                  data={"error": "card declined"})
     Alert.objects.create(saga=saga, severity="CRITICAL", message=f"saga {saga.pk} needs a person")
+    saga.refresh_from_db()
     return saga
 
 
@@ -121,6 +123,10 @@ def test_the_overview_shows_the_failure_inbox_linking_to_the_saga(viewer_user, s
     assert "1 open CRITICAL" in html
     assert f'href="/sagas/{saga.pk}/"' in html
     assert 'data-status="failed"' in html
+    # The row names the saga in its link; its text is the cause, what the person on call needs first.
+    assert saga.error
+    row = html[html.index(f'href="/sagas/{saga.pk}/"'):]
+    assert row.index(saga.error) < row.index("</li>")
 
 
 def test_the_overview_answers_its_live_region_alone(viewer_user, saga):

@@ -15,6 +15,9 @@ Groups and what they carry (CONTRACT.md section 5):
   publishing process sends at most one overview message per window, however many sagas change.
 - `alerts`: `{"type": "alert", "alert": {...}}` when an alert opens or closes.
 
+Each `saga` summary carries the contract's fields and `created_at` (an extension: the list page
+uses it to tell whether a saga it does not show belongs on it).
+
 The database is the source of truth; these messages only tell browsers what changed, and carry
 the saga `version`. On a saga's own group the versions arrive in order, and a client that sees a
 gap refetches over REST. On the overview, coalescing skips versions by design, and each process

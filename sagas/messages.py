@@ -29,7 +29,7 @@ def saga_message(saga) -> dict:
     return {"type": "saga", "saga": {
         "id": str(saga.pk), "definition": saga.definition_name, "correlation_id": saga.correlation_id,
         "status": str(saga.status), "current_step": saga.current_step, "version": saga.version,
-        "updated_at": _time(saga.updated_at),
+        "created_at": _time(saga.created_at), "updated_at": _time(saga.updated_at),
     }}
 
 

@@ -224,7 +224,7 @@ def test_a_saga_stream_carries_every_change_step_and_event_in_order(
 
     final = of_type(messages, "saga")[-1]["saga"]
     assert final == {key: detail[key] for key in ("id", "definition", "correlation_id", "status", "current_step",
-                                                   "version", "updated_at")}
+                                                   "version", "created_at", "updated_at")}
     assert final["status"] == "completed"
 
 
@@ -249,7 +249,8 @@ def test_the_overview_stream_carries_summaries_and_a_critical_alert(
         newest = max(summaries(messages, {saga_id}), key=lambda s: s["version"])
         detail = Saga.objects.get(pk=saga_id)
         assert newest["version"] == detail.version
-        assert set(newest) == {"id", "definition", "correlation_id", "status", "current_step", "version", "updated_at"}
+        assert set(newest) == {"id", "definition", "correlation_id", "status", "current_step", "version",
+                               "created_at", "updated_at"}
     [alert] = alerted(messages)
     assert (alert["severity"], alert["open"]) == ("CRITICAL", True)
     assert "failed" in alert["message"]

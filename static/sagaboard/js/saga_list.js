@@ -1,20 +1,61 @@
-// The saga list: rows on this page change status in place; new sagas are announced, not
-// inserted, so nothing moves under the reader's cursor.
+// The saga list: rows on this page change status in place; sagas that now belong on this page
+// (new ones, or older ones that came to match the filters) are announced, not inserted, so
+// nothing moves under the reader's cursor.
 
 import { setBadge, subscribe } from "./live.js";
 
+const PAGE_SIZE = 50; // as sagas/views.py pages the list, newest created first
+
+const params = new URLSearchParams(location.search);
 const notice = document.getElementById("new-sagas");
+const showNew = document.getElementById("show-new");
+const rows = () => document.querySelectorAll("#saga-table tbody tr[id^='saga-']");
 const versions = {};
-for (const row of document.querySelectorAll("#saga-table tbody tr[id^='saga-']")) {
-  versions[row.id.slice(5)] = Number(row.dataset.version);
+for (const row of rows()) versions[row.id.slice(5)] = Number(row.dataset.version);
+const firstPage = !params.get("page") || params.get("page") === "1";
+const announced = new Set();
+
+// The same filters as sagas/filters.py, on a saga's summary.
+const ID_PREFIX = /^[0-9a-f]{4}[0-9a-f-]{0,32}$/;
+
+function matchesFilters(saga) {
+  const statuses = (params.get("status") || "").split(",").filter(Boolean);
+  if (statuses.length && !statuses.includes(saga.status)) return false;
+  if (params.get("definition") && saga.definition !== params.get("definition")) return false;
+  if (params.get("correlation_id") && saga.correlation_id !== params.get("correlation_id")) return false;
+  const search = (params.get("search") || "").trim().toLowerCase();
+  if (search) {
+    const inCorrelation = saga.correlation_id.toLowerCase().includes(search);
+    const idStart = ID_PREFIX.test(search) && saga.id.startsWith(search);
+    if (!inCorrelation && !idStart) return false;
+  }
+  return true;
 }
-const firstPage = !new URLSearchParams(location.search).get("page") || new URLSearchParams(location.search).get("page") === "1";
+
+/** Whether a saga this page does not show would be on it if it were loaded now. */
+function belongsHere(saga) {
+  if (!firstPage || !saga.created_at || !matchesFilters(saga)) return false;
+  const shown = rows();
+  if (shown.length < PAGE_SIZE) return true;
+  const oldest = shown[shown.length - 1].dataset.created;
+  return Date.parse(saga.created_at) >= Date.parse(oldest);
+}
+
+const filtered = ["status", "definition", "correlation_id", "search"].some((name) => params.get(name));
+
+function announce(saga) {
+  announced.add(saga.id);
+  const n = announced.size;
+  const sagas = `${n} ${filtered ? "new or changed " : "new "}saga${n > 1 ? "s" : ""}`;
+  const them = n > 1 ? "them" : "it";
+  showNew.textContent = filtered ? `${sagas} now match${n > 1 ? "" : "es"} these filters: show ${them}` : `${sagas} started: show ${them}`;
+  notice.hidden = false;
+}
 
 function updateRow(saga) {
   const row = document.getElementById(`saga-${saga.id}`);
   if (!row) {
-    // A saga this page does not show: a new one is worth a notice on the first page.
-    if (firstPage && saga.version <= 2) notice.hidden = false;
+    if (!announced.has(saga.id) && belongsHere(saga)) announce(saga);
     return;
   }
   if (Number(row.dataset.version) >= saga.version) return;
@@ -34,7 +75,7 @@ function updateRow(saga) {
   }
 }
 
-document.getElementById("show-new").addEventListener("click", () => location.reload());
+showNew.addEventListener("click", () => location.reload());
 
 subscribe("/ws/sagas/", {
   saga(msg) { updateRow(msg.saga); },

@@ -24,19 +24,18 @@ gap refetches over REST. On the overview, coalescing skips versions by design, a
 coalesces on its own, so an older summary may arrive after a newer one: a client keeps, per
 saga, the summary with the highest version (each summary is whole; no refetch needed).
 
-Sync code (workers, views) never waits for Redis. With channels_redis's pub/sub layer each
-process hands messages to a plain thread of its own (sagas/redis_publish.py), which sends every
-group waiting as one pipelined round trip with a blocking client: handing over is an append under
-a lock, and a step costs no event-loop work. Other layers get an event loop in a background
-thread, where a single sender task sends each group's queued messages in order as one
-channel-layer message (`{"type": "forward", "messages": [...]}`, which the consumer writes out one
-by one). Either way one process's messages to a group keep their order, a forked worker child
-gets a publisher of its own, and a full queue or a failing layer loses notifications, never
-engine work: each send has a timeout, and after a failure messages are dropped for a moment
-instead of each waiting its turn to fail (clients that see the gap in `version` refetch over
-REST). With the in-memory layer (embedded mode) the loop must be the web server's own, which the
-first websocket consumer registers with `bind_loop`; before that nobody is listening and nothing
-is sent.
+Sync code (workers, views) never waits for the channel layer. Each process hands messages to a
+publishing thread of its own (sagas/publisher.py), which sends every group waiting at once: with
+channels_redis's pub/sub layer as one pipelined round trip with a blocking client
+(sagas/redis_publish.py), with any other layer through its `group_send` on an event loop, as one
+channel-layer message per group (`{"type": "forward", "messages": [...]}`, which the consumer
+writes out one by one). One process's messages to a group keep their order, a forked worker
+child gets a publisher of its own, and a full queue or a failing layer loses notifications,
+never engine work: each send has a timeout, and after a failure messages are dropped for a
+moment instead of each waiting its turn to fail (clients that see the gap in `version` refetch
+over REST). With the in-memory layer (embedded mode) the loop must be the web server's own,
+which the first websocket consumer registers with `bind_loop`; before that nobody is listening
+and nothing is sent.
 """
 
 from __future__ import annotations
@@ -46,14 +45,14 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from .messages import alert_message, event_message, saga_message, step_message
-from .redis_publish import ThreadPublisher, layer_sender
+from .publisher import LoopSender, Publisher
+from .redis_publish import layer_sender
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,6 @@ ALERTS = "alerts"
 OVERVIEW_WINDOW = 0.15  # seconds: at most one overview message per process per window
 QUEUE_LIMIT = 20_000  # messages waiting to be sent; beyond that they are dropped (and counted)
 SEND_TIMEOUT = 5.0  # seconds for one group_send: a hung Redis must not stall every later message
-BATCH_GROUPS = 100  # groups sent to at once (one group_send each, concurrently)
 PAUSE_AFTER_FAILURE = 1.0  # seconds: after a failed send, drop messages instead of trying each in turn
 
 
@@ -103,9 +101,9 @@ def publish_after_commit(saga, steps: Iterable, events: Iterable, attempts: Iter
         messages += [event_message(saga_id, version, event) for event in events]
         group = saga_group(saga_id)
 
-        def hand_over(publisher, layer) -> None:  # one wake-up of the publishing loop for both
-            publisher.enqueue(layer, group, messages)
-            publisher.coalesce(layer, summary["saga"])
+        def hand_over(publisher) -> None:
+            publisher.enqueue(group, messages)
+            publisher.coalesce(summary["saga"])
 
         _submit(hand_over)
 
@@ -125,153 +123,44 @@ def alert_after_commit(alert) -> None:
 def send(group: str, messages: list[dict]) -> None:
     """Hand messages for `group` to the publishing loop, to be sent in order; never blocks, never raises."""
     if messages:
-        _submit(lambda publisher, layer: publisher.enqueue(layer, group, messages))
+        _submit(lambda publisher: publisher.enqueue(group, messages))
 
 
 def send_summary(summary: dict) -> None:
     """Hand a `saga` summary message to the overview (`sagas` group), coalesced per process."""
-    _submit(lambda publisher, layer: publisher.coalesce(layer, summary["saga"]))
+    _submit(lambda publisher: publisher.coalesce(summary["saga"]))
 
 
 def wait_until_sent(timeout: float = 5.0) -> bool:
     """Block until this process's publisher has sent everything handed to it (for short-lived
-    processes such as commands and tests; never call it on the publishing loop's own thread);
-    True if it did within `timeout`."""
+    processes such as commands and tests); True if it did within `timeout`."""
     layer = get_channel_layer()
-    threaded = None if layer is None else _thread_publishers.get((os.getpid(), layer))
-    if threaded is not None:
-        deadline = time.monotonic() + timeout
-        while not threaded.idle():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
-    loop = None if layer is None else _loop_for(layer)
-    publisher = _publishers.get(loop) if loop is not None else None
+    publisher = None if layer is None else _publishers.get((os.getpid(), layer))
     if publisher is None:
         return True
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if asyncio.run_coroutine_threadsafe(publisher.idle(), loop).result(timeout):
-            return True
+    while not publisher.idle():
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.01)
-    return False
+    return True
 
 
 def _submit(handoff) -> None:
     try:
         layer = get_channel_layer()
-        if layer is None:
-            return
-        threaded = _thread_publisher_for(layer)
-        if threaded is not None:
-            handoff(threaded, layer)
-            return
-        loop = _loop_for(layer)
-        if loop is None or loop.is_closed():
-            return  # embedded mode before any browser connected: nobody to tell
-        publisher = _publisher_for(loop)
-        loop.call_soon_threadsafe(handoff, publisher, layer)
+        if layer is not None:
+            handoff(publisher_for(layer))
     except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
         log.exception("could not hand a live update to the publisher")
 
 
-class _Publisher:
-    """Lives on one event loop; every method but __init__ runs on that loop's thread."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.queue: deque[tuple[object, str, dict]] = deque()
-        self.wakeup: asyncio.Event | None = None
-        self.sending = False
-        self.pending: dict[str, dict] = {}  # overview: the latest summary per saga id
-        self.overview_layer = None
-        self.window_open = False
-        self.dropped = 0
-        self.failed = 0
-        self.paused_until = 0.0
-
-    # overview coalescing
-
-    def coalesce(self, layer, summary: dict) -> None:
-        self.overview_layer = layer
-        known = self.pending.get(summary["id"])
-        if known is None or known["version"] <= summary["version"]:
-            self.pending[summary["id"]] = summary
-        if not self.window_open:
-            self.flush_overview()  # the first change after a quiet spell goes out at once
-
-    def flush_overview(self) -> None:
-        if not self.pending:
-            self.window_open = False
-            return
-        batch = list(self.pending.values())
-        self.pending.clear()
-        message = {"type": "saga", "saga": batch[0]} if len(batch) == 1 else {"type": "sagas", "sagas": batch}
-        self.enqueue(self.overview_layer, ALL_SAGAS, [message])
-        self.window_open = True
-        self.loop.call_later(OVERVIEW_WINDOW, self.flush_overview)
-
-    # the ordered sender
-
-    def enqueue(self, layer, group: str, messages: list[dict]) -> None:
-        room = QUEUE_LIMIT - len(self.queue)
-        if room < len(messages):
-            self.dropped += len(messages)
-            _complain("live-update queue full: %d messages dropped so far", self.dropped)
-            return
-        self.queue.extend((layer, group, message) for message in messages)
-        if self.wakeup is None:
-            self.wakeup = asyncio.Event()
-            self.loop.create_task(self._send_forever(), name="sagaboard-live-sender")
-        self.wakeup.set()
-
-    async def _send_forever(self) -> None:
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            while self.queue:
-                batches = self._take()
-                if time.monotonic() < self.paused_until:
-                    # The layer just failed: drop rather than have each message wait to fail in turn.
-                    self.dropped += sum(len(messages) for messages in batches.values())
-                    continue
-                self.sending = True
-                try:
-                    await asyncio.gather(*(self._send(layer, group, messages)
-                                           for (layer, group), messages in batches.items()))
-                finally:
-                    self.sending = False
-
-    def _take(self) -> dict[tuple[object, str], list[dict]]:
-        """What is queued now, by group, each group's messages in order (one group_send per group)."""
-        batches: dict[tuple[object, str], list[dict]] = {}
-        while self.queue and len(batches) < BATCH_GROUPS:
-            layer, group, message = self.queue.popleft()
-            batches.setdefault((layer, group), []).append(message)
-        return batches
-
-    async def _send(self, layer, group: str, messages: list[dict]) -> None:
-        try:
-            await asyncio.wait_for(layer.group_send(group, {"type": "forward", "messages": messages}), SEND_TIMEOUT)
-        except Exception:  # noqa: BLE001 (a lost notification must never break the engine)
-            self.failed += 1
-            self.paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
-            _complain("publishing a live update failed (%d so far)", self.failed, exc_info=True)
-
-    async def idle(self) -> bool:
-        if self.pending and self.window_open:
-            self.flush_overview()
-        return not (self.queue or self.sending or self.pending)
-
-
-# --- the loop ---------------------------------------------------------------------------------
+# --- the publisher and its loop -----------------------------------------------------------------
 
 _bound_loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
 _own_pid = 0  # a forked worker child must not reuse its parent's loop: its thread did not survive
-_publishers: dict[asyncio.AbstractEventLoop, _Publisher] = {}
-_thread_publishers: dict[tuple[int, object], ThreadPublisher | None] = {}
+_publishers: dict[tuple[int, object], Publisher] = {}
 _lock = threading.Lock()
 
 
@@ -281,29 +170,23 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     _bound_loop = loop
 
 
-def publishing_loop() -> asyncio.AbstractEventLoop | None:
-    """The loop this process publishes on now (None: embedded mode with no websocket yet)."""
-    layer = get_channel_layer()
-    return None if layer is None else _loop_for(layer)
+def publisher_for(layer) -> Publisher:
+    """This process's publisher for `layer` (a forked child starts its own: the parent's thread did not survive)."""
+    key = (os.getpid(), layer)
+    if key not in _publishers:
+        with _lock:
+            if key not in _publishers:
+                sender = layer_sender(layer, SEND_TIMEOUT) or LoopSender(layer, lambda: _loop_for(layer), SEND_TIMEOUT)
+                _publishers[key] = Publisher(
+                    sender, overview_group=ALL_SAGAS, window=OVERVIEW_WINDOW, queue_limit=QUEUE_LIMIT,
+                    pause_after_failure=PAUSE_AFTER_FAILURE, complain=_complain)
+    return _publishers[key]
 
 
 def _loop_for(layer) -> asyncio.AbstractEventLoop | None:
     if isinstance(layer, InMemoryChannelLayer):
         return _bound_loop
     return _background_loop()
-
-
-def _thread_publisher_for(layer) -> ThreadPublisher | None:
-    """A Redis pub/sub layer's publisher: a plain thread of this process (sagas/redis_publish.py)."""
-    key = (os.getpid(), layer)  # a forked child starts its own: the parent's thread did not survive
-    if key not in _thread_publishers:
-        with _lock:
-            if key not in _thread_publishers:
-                sender = layer_sender(layer, SEND_TIMEOUT)
-                _thread_publishers[key] = None if sender is None else ThreadPublisher(
-                    sender, overview_group=ALL_SAGAS, window=OVERVIEW_WINDOW, queue_limit=QUEUE_LIMIT,
-                    pause_after_failure=PAUSE_AFTER_FAILURE, complain=_complain)
-    return _thread_publishers[key]
 
 
 _last_complaint = 0.0
@@ -317,14 +200,6 @@ def _complain(message: str, count: int, exc_info: bool = False) -> None:
         log.warning(message, count, exc_info=exc_info)
 
 
-def _publisher_for(loop: asyncio.AbstractEventLoop) -> _Publisher:
-    publisher = _publishers.get(loop)
-    if publisher is None:
-        with _lock:
-            publisher = _publishers.setdefault(loop, _Publisher(loop))
-    return publisher
-
-
 def _background_loop() -> asyncio.AbstractEventLoop:
     global _own_loop, _own_pid
     if _own_loop is not None and _own_pid == os.getpid():
@@ -332,17 +207,16 @@ def _background_loop() -> asyncio.AbstractEventLoop:
     with _lock:
         if _own_loop is None or _own_pid != os.getpid():
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="sagaboard-publisher", daemon=True).start()
+            threading.Thread(target=loop.run_forever, name="sagaboard-publisher-loop", daemon=True).start()
             _own_loop, _own_pid = loop, os.getpid()
         return _own_loop
 
 
 def _after_fork_in_child() -> None:
-    """A forked child (a Celery prefork worker) starts afresh: the parent's loop thread did not survive."""
+    """A forked child (a Celery prefork worker) starts afresh: the parent's threads did not survive."""
     global _own_loop, _own_pid, _lock
     _own_loop, _own_pid, _lock = None, 0, threading.Lock()
     _publishers.clear()
-    _thread_publishers.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

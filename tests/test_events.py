@@ -140,6 +140,23 @@ def test_handing_over_never_waits_for_redis(listen):
     assert len(listener.drain()) == 2000
 
 
+def test_other_layers_get_the_same_messages_through_group_send_on_the_bound_loop():
+    in_memory = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with override_settings(CHANNEL_LAYERS=in_memory):
+        group = events.saga_group(uuid.uuid4())
+        events.send(group, [{"type": "event", "n": "before any websocket"}])  # nobody to tell yet: dropped
+        assert events.wait_until_sent()
+        listener = Listener(group)  # the in-memory layer's queues live on the web server's loop
+        events.bind_loop(listener.loop)
+        try:
+            for n in range(100):
+                events.send(group, [{"type": "event", "n": n}])
+            assert [message["n"] for _, message in listener.drain()] == list(range(100))
+        finally:
+            events.bind_loop(None)
+            listener.close()
+
+
 # --- the overview: the first change at once, then coalesced ------------------------------------
 
 def test_the_first_overview_change_after_a_quiet_spell_goes_out_at_once(listen):
@@ -208,17 +225,17 @@ def test_a_steady_stream_of_changes_gets_at_most_one_overview_message_per_window
 
 def _publish_from_child(group: str, report: multiprocessing.Queue) -> None:
     events.send(group, [{"type": "event", "from": "child"}])
-    report.put({"sent": events.wait_until_sent(10), "loop": id(events.publishing_loop())})
+    report.put({"sent": events.wait_until_sent(10)})
 
 
 # The test process runs threads (listeners, the publisher): the child only publishes, as a worker child would.
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_a_forked_worker_child_publishes_on_a_loop_of_its_own(listen):
+def test_a_forked_worker_child_publishes_from_a_thread_of_its_own(listen):
     group = events.saga_group(uuid.uuid4())
     listener = listen(group)
-    events.send(group, [{"type": "event", "from": "parent"}])  # the parent's loop exists before the fork
+    events.send(group, [{"type": "event", "from": "parent"}])  # the parent's publisher exists before the fork
     assert listener.get() == {"type": "event", "from": "parent"}
-    parent_loop = events.publishing_loop()
+    parent_publisher = events.publisher_for(get_channel_layer())
 
     context = multiprocessing.get_context("fork")  # what Celery's prefork pool does
     report = context.Queue()
@@ -227,11 +244,11 @@ def test_a_forked_worker_child_publishes_on_a_loop_of_its_own(listen):
     child.join(30)
 
     assert child.exitcode == 0
-    assert report.get(timeout=5)["sent"] is True
+    assert report.get(timeout=5)["sent"] is True  # the parent's thread did not survive the fork: the child made its own
     assert listener.get() == {"type": "event", "from": "child"}
     events.send(group, [{"type": "event", "from": "parent, after the fork"}])
     assert listener.get() == {"type": "event", "from": "parent, after the fork"}
-    assert events.publishing_loop() is parent_loop
+    assert events.publisher_for(get_channel_layer()) is parent_publisher
 
 
 def _closed_port() -> int:

@@ -17,6 +17,8 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from tests.browser_support import browser, server  # noqa: F401 (the browser tests' fixtures)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

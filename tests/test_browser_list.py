@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_browser import CRITICAL, browser, logged_in, server  # noqa: F401 (fixtures)
+from tests.browser_support import CRITICAL, logged_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,7 +46,8 @@ def test_a_list_of_another_definition_does_not_announce_this_one(browser, server
     run_to_end(server, "list-notice-elsewhere", "completed")
     run_to_end(server, "list-notice-here", "completed", definition="other-flow")
 
-    expect(page.locator("#new-sagas")).to_have_text("1 new or changed saga now matches these filters: show it", timeout=10_000)
+    one_match = "1 new or changed saga now matches these filters: show it"
+    expect(page.locator("#new-sagas")).to_have_text(one_match, timeout=10_000)
 
 
 def test_the_unfiltered_list_announces_new_sagas(browser, server):

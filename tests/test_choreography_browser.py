@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_browser import browser, logged_in, server  # noqa: F401 (fixtures)
+from tests.browser_support import logged_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NAME = "order-fulfilment-choreography"
 
 
-def test_the_saga_page_shows_a_choreography_as_services_and_events_live(browser, server):  # noqa: F811
+def test_the_saga_page_shows_a_choreography_as_services_and_events_live(browser, server):
     page = logged_in(browser, server, "vera")
     context = {"fail": {"charge_payment": "always"}, "sleep": {"reserve_inventory": 1.5}}
     saga = server.start(context, "browser-choreography", definition=NAME)
@@ -53,7 +53,7 @@ WATCH_EDGES = """() => {
 }"""
 
 
-def test_the_flow_panel_and_the_graph_mark_each_event_observed_as_it_is_published(browser, server):  # noqa: F811
+def test_the_flow_panel_and_the_graph_mark_each_event_observed_as_it_is_published(browser, server):
     page = logged_in(browser, server, "vera")
     saga = server.start({"sleep": {"reserve_inventory": 2}}, "browser-flow-live", definition=NAME)
     page.goto(f"{server.url}/sagas/{saga['id']}/")
@@ -81,7 +81,7 @@ def test_the_flow_panel_and_the_graph_mark_each_event_observed_as_it_is_publishe
     assert page.locator("table.flow-events").bounding_box() == table  # nothing moved under the reader's cursor
 
 
-def test_screenshots_of_a_completed_and_a_compensated_choreography(browser, server, tmp_path):  # noqa: F811
+def test_screenshots_of_a_completed_and_a_compensated_choreography(browser, server, tmp_path):
     out = Path(os.environ.get("SAGABOARD_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
     page = logged_in(browser, server, "vera")

@@ -50,11 +50,13 @@ def test_a_conditional_update_that_misses_raises_and_the_transaction_writes_noth
 
 
 def test_inserted_rows_get_their_keys_and_a_read_in_the_same_round_trip_sees_the_writes(saga):
-    events = [SagaEvent(saga_id=saga.pk, seq=saga.event_seq + n, type="Probe", at=timezone.now(), data={"n": n}) for n in (1, 2)]
+    events = [SagaEvent(saga_id=saga.pk, seq=saga.event_seq + n, type="Probe", at=timezone.now(), data={"n": n})
+              for n in (1, 2)]
     with transaction.atomic():
         batch = _bump(saga, saga.version)
         batch.insert(events, returning_pk=True)
         found, mode, steps = read_saga(saga.pk, before=batch)
     assert all(event.pk for event in events)
-    assert list(SagaEvent.objects.filter(pk__in=[e.pk for e in events]).values_list("data", flat=True)) == [{"n": 1}, {"n": 2}]
+    written = SagaEvent.objects.filter(pk__in=[e.pk for e in events]).order_by("seq").values_list("data", flat=True)
+    assert list(written) == [{"n": 1}, {"n": 2}]
     assert (found.version, mode, [step.index for step in steps]) == (saga.version + 1, "orchestration", [0, 1, 2])

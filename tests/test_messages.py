@@ -4,22 +4,35 @@ must read exactly as the serializers read the same rows from the database afterw
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
 from sagas import events, messages, services
-from sagas.api.serializers import EventSerializer, StepSerializer
-from sagas.models import SagaEvent, SagaStep, StepAttempt
+from sagas.api.serializers import EventSerializer, SagaSerializer, StepSerializer
+from sagas.models import Saga, SagaEvent, SagaStep, StepAttempt
 from tests.drive import make_definition
+
+
+class _Recorder:
+    """Stands in for the process's publisher: records what publishing hands over, by group."""
+
+    def __init__(self) -> None:
+        self.handed: list[tuple[str, list[dict]]] = []
+
+    def enqueue(self, group: str, batch: list[dict]) -> None:
+        self.handed.append((group, batch))
+
+    def coalesce(self, summary: dict) -> None:
+        self.handed.append((events.ALL_SAGAS, [{"type": "saga", "saga": summary}]))
 
 
 @pytest.fixture
 def sent(monkeypatch):
     """The messages handed to the publisher, by group."""
-    handed: list[tuple[str, list[dict]]] = []
-    monkeypatch.setattr(events, "send", lambda group, batch: handed.append((group, batch)))
-    monkeypatch.setattr(events, "send_summary", lambda summary: None)
-    return handed
+    recorder = _Recorder()
+    monkeypatch.setattr(events, "_submit", lambda handoff: handoff(recorder))
+    return recorder.handed
 
 
 def _as_json(value):
@@ -31,7 +44,8 @@ def _rest_step(step_id) -> dict:
     return _as_json(StepSerializer(step).data)
 
 
-def _check_messages_match_the_database(handed):
+def _check_messages_match_the_database(handed) -> None:
+    checked = Counter()
     for _, batch in handed:
         for message in batch:
             if message["type"] == "step":
@@ -42,6 +56,14 @@ def _check_messages_match_the_database(handed):
             elif message["type"] == "event":
                 row = SagaEvent.objects.get(saga_id=message["saga_id"], seq=message["event"]["seq"])
                 assert _as_json(message["event"]) == _as_json(EventSerializer(row).data)
+            elif message["type"] == "saga":
+                summary = message["saga"]
+                expected = _as_json(SagaSerializer(Saga.objects.get(pk=summary["id"])).data)
+                assert summary == {key: expected[key] for key in summary}
+            checked[message["type"]] += 1
+    # Each transition hands over its saga's summary (twice: its own group and the overview), the
+    # steps it touched and the events it appended.
+    assert checked["saga"] == 2 and checked["step"] >= 1 and checked["event"] >= 1, checked
 
 
 OUTCOMES = {

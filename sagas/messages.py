@@ -11,13 +11,23 @@ from __future__ import annotations
 import functools
 from enum import Enum
 
+from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
 _datetime = DateTimeField()  # the API's format
 
 
 def _time(value) -> str | None:
-    return None if value is None else _datetime.to_representation(value)
+    """A datetime as the API writes it: ISO 8601 in the default time zone, UTC as `Z`.
+
+    What DRF's `DateTimeField.to_representation` does, without its per-call settings and
+    current-time-zone lookups (a saga's four steps format some thirty of these)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return _datetime.to_representation(value)
+    text = value.astimezone(timezone.get_default_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _choice(value):

@@ -7,11 +7,14 @@ import threading
 import time
 import uuid
 
+from django.conf import settings
 from django.db import close_old_connections
 
 from .. import definitions, services
 
+ORCHESTRATION = "order-fulfilment"
 CHOREOGRAPHY, CHOREOGRAPHY_SHARE = "order-fulfilment-choreography", 0.2
+HTTP, HTTP_SHARE = "order-fulfilment-http", 0.1
 STEPS = ("reserve_inventory", "charge_payment", "create_shipment", "send_notification")
 COMPENSABLE = STEPS[:3]
 
@@ -47,7 +50,18 @@ def demo_context(rng: random.Random, mix: str = "default") -> dict:
     return {"order_id": f"o-{uuid.uuid4().hex[:10]}", "amount": round(rng.uniform(5, 500), 2), **maker(rng)}
 
 
-def start_one(rng: random.Random, mix: str = "default", definition_name: str = "order-fulfilment") -> None:
+def pick_definition(rng: random.Random) -> str:
+    """Most orders orchestrated in-process; one in five choreographed, and one in ten over HTTP when
+    sagaboard serves the demo's HTTP services (each only once loaddemo has created it)."""
+    roll = rng.random()
+    if roll < CHOREOGRAPHY_SHARE and definitions.latest(CHOREOGRAPHY) is not None:
+        return CHOREOGRAPHY
+    if roll >= 1 - HTTP_SHARE and settings.SAGABOARD_DEMO_SERVICES and definitions.latest(HTTP) is not None:
+        return HTTP
+    return ORCHESTRATION
+
+
+def start_one(rng: random.Random, mix: str = "default", definition_name: str = ORCHESTRATION) -> None:
     definition = definitions.latest(definition_name)
     if definition is None:
         raise LookupError(f"no definition {definition_name!r}: run `manage.py loaddemo` first")
@@ -63,10 +77,8 @@ def run(rate: float, duration: float | None = None, mix: str = "default",
     started, begin = 0, time.monotonic()
     try:
         while not stop.is_set() and (duration is None or time.monotonic() - begin < duration):
-            # One saga in five is the choreographed order (same services, same fault injection keys),
-            # when loaddemo has created it.
-            choreographed = rng.random() < CHOREOGRAPHY_SHARE and definitions.latest(CHOREOGRAPHY) is not None
-            start_one(rng, mix, CHOREOGRAPHY if choreographed else "order-fulfilment")
+            # The same services and fault injection keys behind each of the demo's definitions.
+            start_one(rng, mix, pick_definition(rng))
             started += 1
             next_at = begin + started / rate
             stop.wait(max(0.0, next_at - time.monotonic()))

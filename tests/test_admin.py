@@ -14,8 +14,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from sagas import definitions, services
 from sagas.models import Definition
+from tests.browser_support import CHROMIUM_ARGS, Server
 from tests.conftest import make_user
-from tests.test_browser import CHROMIUM_ARGS, Server
 
 ORDER = {
     "name": "order",

@@ -128,7 +128,7 @@ def test_the_http_demo_runs_through_the_worker(celery_worker_process, sagaboard_
 @pytest.mark.slow
 def test_the_http_demo_completes_in_standalone_mode_calling_its_own_server(tmp_path):
     """What `make run` shows: the embedded worker calls the demo services of the server it runs in."""
-    from tests.test_browser import Server
+    from tests.browser_support import Server
 
     server = Server(tmp_path)
     try:

@@ -213,7 +213,11 @@ def test_a_steady_stream_of_changes_gets_at_most_one_overview_message_per_window
         events.send_summary(summary(saga_id, 1))
         time.sleep(0.002)
     took = time.monotonic() - started
-    items = overview_items(listener.drain(), ids)
+    received = listener.drain()
+    deadline = time.monotonic() + 10  # a loaded machine may hold the last window's batch past one quiet spell
+    while sum(len(mine) for _, _, mine in overview_items(received, ids)) < 600 and time.monotonic() < deadline:
+        received += listener.drain()
+    items = overview_items(received, ids)
 
     assert sum(len(mine) for _, _, mine in items) == 600
     assert len(items) <= took / events.OVERVIEW_WINDOW + 2

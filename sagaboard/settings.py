@@ -204,7 +204,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"quiet_injected_failures": {"()": "sagas.logfilters.QuietInjectedFailures"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"sagas": {"level": env.text("SAGABOARD_LOG_LEVEL") or "INFO"}},
+    "loggers": {
+        "sagas": {"level": env.text("SAGABOARD_LOG_LEVEL") or "INFO"},
+        "django.request": {"filters": ["quiet_injected_failures"]},
+    },
 }

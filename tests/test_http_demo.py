@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -12,10 +13,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from django.core.management import call_command
 from django.core.wsgi import get_wsgi_application
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from sagas import definitions
 from sagas.demo.definitions import order_fulfilment_http
+from sagas.logfilters import QuietInjectedFailures
 from sagas.models import Effect
 from tests.http_sagas import attempts, start, wait_resting
 
@@ -78,10 +80,12 @@ def test_a_demo_service_records_one_effect_per_idempotency_key():
 
 
 @pytest.mark.django_db
-def test_a_demo_service_obeys_fault_injection_with_a_503():
+def test_a_demo_service_obeys_fault_injection_with_a_503(caplog):
     client = Client()
     failing = demo_call(client, "/demo/services/payment/charge/", context={"fail": {"charge_payment": 1}})
     assert failing.status_code == 503 and "failed on purpose" in failing.json()["error"]
+    # On purpose, so not an ERROR in the server's log (the engine records it in the attempt).
+    assert not [r for r in caplog.records if r.name == "django.request"]
     assert not Effect.objects.exists()
     assert demo_call(client, "/demo/services/payment/charge/", attempt=2,
                      context={"fail": {"charge_payment": 1}}).status_code == 200
@@ -144,3 +148,16 @@ def test_the_http_demo_completes_in_standalone_mode_calling_its_own_server(tmp_p
         assert sorted(e["operation"] for e in effects) == ["charge", "create", "reserve", "send"]
     finally:
         server.stop()
+
+
+def test_only_the_demo_services_injected_failures_are_kept_out_of_the_log():
+    quiet = QuietInjectedFailures()
+
+    def record(path: str, status: int) -> logging.LogRecord:
+        entry = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "Service Unavailable: %s", (path,), None)
+        entry.status_code, entry.request = status, RequestFactory().post(path)
+        return entry
+
+    assert not quiet.filter(record("/demo/services/payment/charge/", 503))
+    assert quiet.filter(record("/demo/services/payment/charge/", 500))
+    assert quiet.filter(record("/api/sagas/", 503))

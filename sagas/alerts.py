@@ -1,11 +1,14 @@
 """Alerts: one CRITICAL when a saga enters `failed`, one WARNING when it enters `suspended`.
 
 Called by services inside the transaction that changes the status. An alert closes itself when
-its saga leaves that status. Notification (email, webhook) and the live message go out after
-commit, the webhook through a Celery task so the engine never waits on it.
+its saga leaves that status. After commit, each raised alert is logged at its own level (logger
+`sagas.alerts`, for whatever watches the server's logs), goes out as a live message, and is
+notified (email, webhook) through a Celery task so the engine never waits on it.
 """
 
 from __future__ import annotations
+
+import logging
 
 from django.db import transaction
 from django.utils import timezone
@@ -13,6 +16,8 @@ from django.utils import timezone
 from . import events
 from .machine import SagaStatus
 from .models import Alert, Saga
+
+log = logging.getLogger(__name__)
 
 RAISED_BY = {
     SagaStatus.FAILED: Alert.Severity.CRITICAL,
@@ -30,9 +35,7 @@ def status_changed(saga: Saga, old_status: str, new_status: str) -> None:
     severity = RAISED_BY.get(new_status)
     if severity is None:
         return
-    alert = Alert.objects.create(saga=saga, severity=severity, message=_message(saga, new_status))
-    events.alert_after_commit(alert)
-    transaction.on_commit(lambda: _notify(alert.pk))
+    _raised(Alert.objects.create(saga=saga, severity=severity, message=_message(saga, new_status)))
 
 
 def waited_too_long(saga: Saga, deadline_seconds: float, waiting_for: list[str]) -> Alert:
@@ -41,9 +44,20 @@ def waited_too_long(saga: Saga, deadline_seconds: float, waiting_for: list[str])
     alert = Alert.objects.create(saga=saga, severity=Alert.Severity.WARNING, message=(
         f"WARNING: saga {saga.definition_name} {saga.pk} ({saga.correlation_id}) has waited more than "
         f"{deadline_seconds:g} s for its next event (expected: {expected})."))
-    events.alert_after_commit(alert)
-    transaction.on_commit(lambda: _notify(alert.pk))
+    _raised(alert)
     return alert
+
+
+def _raised(alert: Alert) -> None:
+    events.alert_after_commit(alert)
+    level = logging.CRITICAL if alert.severity == Alert.Severity.CRITICAL else logging.WARNING
+    message, alert_id = alert.message, alert.pk
+
+    def announce() -> None:
+        log.log(level, "%s (alert %s)", message, alert_id)
+        _notify(alert_id)
+
+    transaction.on_commit(announce)
 
 
 def _message(saga: Saga, status: str) -> str:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.core import mail
 
-from sagas import tasks
+from sagas import alerts, tasks
 from sagas.models import Alert
 from tests.drive import saga_in
 
@@ -24,6 +24,21 @@ def test_failed_raises_one_critical_and_suspended_one_warning(viewer_api):
     assert [(a["saga_id"], a["severity"], a["open"]) for a in body] == [
         (str(suspended.pk), "WARNING", True), (str(failed.pk), "CRITICAL", True)]
     assert "compensation failed" in body[1]["message"] and body[1]["acknowledged_by"] is None
+
+
+def test_a_raised_alert_is_logged_at_its_level_once_committed(caplog, django_capture_on_commit_callbacks,
+                                                              monkeypatch):
+    notified = []
+    monkeypatch.setattr(alerts, "_notify", notified.append)  # no task to the broker from here
+    with django_capture_on_commit_callbacks(execute=True):
+        failed = saga_in("failed", correlation_id="logged-critical")
+        suspended = saga_in("suspended", correlation_id="logged-warning")
+
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "sagas.alerts"]
+    critical, warning = failed.alerts.get(), suspended.alerts.get()
+    assert logged == [("CRITICAL", f"{critical.message} (alert {critical.pk})"),
+                      ("WARNING", f"{warning.message} (alert {warning.pk})")]
+    assert notified == [critical.pk, warning.pk]
 
 
 def test_an_operator_acknowledges(operator_api, operator_user):

@@ -57,8 +57,9 @@ class Listener:
     def get(self, timeout: float = 5) -> dict:
         return self.received.get(timeout=timeout)[1]
 
-    def drain(self, quiet: float = 0.5) -> list[tuple[float, dict]]:
-        """Everything that arrives until nothing has for `quiet` seconds."""
+    def drain(self, quiet: float = 1.0) -> list[tuple[float, dict]]:
+        """Everything that arrives until nothing has for `quiet` seconds (a loaded 2-core machine can
+        hold the publishing thread for half a second)."""
         got = []
         while True:
             try:

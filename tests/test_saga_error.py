@@ -1,4 +1,4 @@
-"""A saga's `error` is what is wrong with it now: the banner an operator reads on its page."""
+"""A saga's `error` and `current_step` say what is wrong with it now: what an operator reads first on its page."""
 
 from __future__ import annotations
 
@@ -28,3 +28,10 @@ def test_a_saga_that_compensated_or_failed_keeps_the_error_that_caused_it(db, ho
     for status in ("compensated", "failed", "suspended"):
         saga = saga_in(status, correlation_id=f"kept-{status}")
         assert "it broke" in saga.error, (status, saga.error)
+
+
+def test_the_current_step_of_a_stuck_saga_is_the_step_that_needs_a_person(db, hold_calls):
+    # failed: reserve ok, charge failed, then reserve's compensation failed: the compensation is stuck.
+    assert saga_in("failed", correlation_id="stuck-failed").current_step == "reserve"
+    # suspended: charge failed and the saga waits for an operator at charge.
+    assert saga_in("suspended", correlation_id="stuck-suspended").current_step == "charge"

@@ -179,8 +179,10 @@ def _about_the_call(event: machine.Event) -> bool:
 def current_step_name(state: machine.SagaState, transition: machine.Transition, previous: str) -> str:
     if transition.work is not None:
         return state.steps[transition.work.index].name
-    for status in (machine.StepStatus.RUNNING, machine.StepStatus.COMPENSATING, machine.StepStatus.FAILED,
-                   machine.StepStatus.COMPENSATION_FAILED):
+    # Where the saga is at, or stuck: a compensation that failed is what a person must see to
+    # first, before the action whose failure started the rollback.
+    for status in (machine.StepStatus.RUNNING, machine.StepStatus.COMPENSATING, machine.StepStatus.COMPENSATION_FAILED,
+                   machine.StepStatus.FAILED):
         index = state.index_of(status)
         if index is not None:
             return state.steps[index].name

@@ -51,7 +51,7 @@ def waited_too_long(saga: Saga, deadline_seconds: float, waiting_for: list[str])
 def _raised(alert: Alert) -> None:
     events.alert_after_commit(alert)
     level = logging.CRITICAL if alert.severity == Alert.Severity.CRITICAL else logging.WARNING
-    message, alert_id = alert.message, alert.pk
+    message, alert_id = alert.message.removeprefix(f"{alert.severity}: "), alert.pk  # the log line has the level
 
     def announce() -> None:
         log.log(level, "%s (alert %s)", message, alert_id)

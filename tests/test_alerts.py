@@ -36,8 +36,9 @@ def test_a_raised_alert_is_logged_at_its_level_once_committed(caplog, django_cap
 
     logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "sagas.alerts"]
     critical, warning = failed.alerts.get(), suspended.alerts.get()
-    assert logged == [("CRITICAL", f"{critical.message} (alert {critical.pk})"),
-                      ("WARNING", f"{warning.message} (alert {warning.pk})")]
+    assert logged == [("CRITICAL", f"{critical.message.removeprefix('CRITICAL: ')} (alert {critical.pk})"),
+                      ("WARNING", f"{warning.message.removeprefix('WARNING: ')} (alert {warning.pk})")]
+    assert logged[0][1].startswith("saga ")
     assert notified == [critical.pk, warning.pk]
 
 

@@ -57,15 +57,18 @@ class Listener:
     def get(self, timeout: float = 5) -> dict:
         return self.received.get(timeout=timeout)[1]
 
-    def drain(self, quiet: float = 1.0) -> list[tuple[float, dict]]:
+    def drain(self, quiet: float = 1.0, until=None, timeout: float = 10) -> list[tuple[float, dict]]:
         """Everything that arrives until nothing has for `quiet` seconds (a loaded 2-core machine can
-        hold the publishing thread for half a second)."""
+        hold the publishing thread for half a second); with `until`, also until `until(received)`
+        holds or `timeout` seconds pass."""
         got = []
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 got.append(self.received.get(timeout=quiet))
             except queue.Empty:
-                return got
+                if until is None or until(got) or time.monotonic() > deadline:
+                    return got
 
     def close(self) -> None:
         self.task.cancel()
@@ -214,11 +217,8 @@ def test_a_steady_stream_of_changes_gets_at_most_one_overview_message_per_window
         events.send_summary(summary(saga_id, 1))
         time.sleep(0.002)
     took = time.monotonic() - started
-    received = listener.drain()
-    deadline = time.monotonic() + 10  # a loaded machine may hold the last window's batch past one quiet spell
-    while sum(len(mine) for _, _, mine in overview_items(received, ids)) < 600 and time.monotonic() < deadline:
-        received += listener.drain()
-    items = overview_items(received, ids)
+    items = overview_items(listener.drain(until=lambda got: sum(len(m) for _, _, m in overview_items(got, ids)) == 600),
+                           ids)
 
     assert sum(len(mine) for _, _, mine in items) == 600
     assert len(items) <= took / events.OVERVIEW_WINDOW + 2

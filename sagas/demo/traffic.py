@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from .. import definitions, services
+from ..models import Definition
 
 ORCHESTRATION = "order-fulfilment"
 CHOREOGRAPHY, CHOREOGRAPHY_SHARE = "order-fulfilment-choreography", 0.2
@@ -50,21 +51,24 @@ def demo_context(rng: random.Random, mix: str = "default") -> dict:
     return {"order_id": f"o-{uuid.uuid4().hex[:10]}", "amount": round(rng.uniform(5, 500), 2), **maker(rng)}
 
 
-def pick_definition(rng: random.Random) -> str:
+def pick_definition(rng: random.Random) -> Definition:
     """Most orders orchestrated in-process; one in five choreographed, and one in ten over HTTP when
     sagaboard serves the demo's HTTP services (each only once loaddemo has created it)."""
     roll = rng.random()
-    if roll < CHOREOGRAPHY_SHARE and definitions.latest(CHOREOGRAPHY) is not None:
-        return CHOREOGRAPHY
-    if roll >= 1 - HTTP_SHARE and settings.SAGABOARD_DEMO_SERVICES and definitions.latest(HTTP) is not None:
-        return HTTP
-    return ORCHESTRATION
-
-
-def start_one(rng: random.Random, mix: str = "default", definition_name: str = ORCHESTRATION) -> None:
-    definition = definitions.latest(definition_name)
+    wanted = ORCHESTRATION
+    if roll < CHOREOGRAPHY_SHARE:
+        wanted = CHOREOGRAPHY
+    elif roll >= 1 - HTTP_SHARE and settings.SAGABOARD_DEMO_SERVICES:
+        wanted = HTTP
+    definition = definitions.latest(wanted)
+    if definition is None and wanted != ORCHESTRATION:
+        definition = definitions.latest(ORCHESTRATION)
     if definition is None:
-        raise LookupError(f"no definition {definition_name!r}: run `manage.py loaddemo` first")
+        raise LookupError(f"no definition {ORCHESTRATION!r}: run `manage.py loaddemo` first")
+    return definition
+
+
+def start_one(rng: random.Random, definition: Definition, mix: str = "default") -> None:
     context = demo_context(rng, mix)
     services.start_saga(definition, context, f"demo-{context['order_id']}")
 
@@ -78,7 +82,7 @@ def run(rate: float, duration: float | None = None, mix: str = "default",
     try:
         while not stop.is_set() and (duration is None or time.monotonic() - begin < duration):
             # The same services and fault injection keys behind each of the demo's definitions.
-            start_one(rng, mix, pick_definition(rng))
+            start_one(rng, pick_definition(rng), mix)
             started += 1
             next_at = begin + started / rate
             stop.wait(max(0.0, next_at - time.monotonic()))

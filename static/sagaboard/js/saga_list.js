@@ -4,8 +4,6 @@
 
 import { setBadge, subscribe } from "./live.js";
 
-const PAGE_SIZE = 50; // as sagas/views.py pages the list, newest created first
-
 const params = new URLSearchParams(location.search);
 const notice = document.getElementById("new-sagas");
 const showNew = document.getElementById("show-new");
@@ -35,8 +33,8 @@ function matchesFilters(saga) {
 /** Whether a saga this page does not show would be on it if it were loaded now. */
 function belongsHere(saga) {
   if (!firstPage || !saga.created_at || !matchesFilters(saga)) return false;
-  const shown = rows();
-  if (shown.length < PAGE_SIZE) return true;
+  const shown = rows(); // the page lists the newest created first
+  if (shown.length < Number(document.getElementById("saga-table").dataset.pageSize)) return true;
   const oldest = shown[shown.length - 1].dataset.created;
   return Date.parse(saga.created_at) >= Date.parse(oldest);
 }
